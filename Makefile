@@ -1,0 +1,34 @@
+# 专家服务基层 ETL. `make run` and `make test` work on a fresh machine with only Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+YEAR ?= 2023
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+
+.PHONY: install run test ui clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Installs exactly the locked versions (hash-checked), then the project itself (editable).
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	rm -rf inbox/$(YEAR)
+	$(BIN)/python -m etl sample --year $(YEAR) --out inbox
+	$(BIN)/python -m etl run --year $(YEAR) --inbox inbox --export exports
+
+test: install
+	$(BIN)/python -m pytest -q
+
+ui: install
+	$(BIN)/dagster dev -m etl.definitions
+
+clean:
+	rm -rf $(VENV) exports inbox warehouse.db* .dagster_home/storage .dagster_home/history .dagster_home/logs

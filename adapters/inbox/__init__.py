@@ -1,0 +1,29 @@
+"""Safe, read-only reading of the submission packages in the inbox."""
+
+from adapters.inbox.content_type import ExtensionCheck, check_extension, sniff
+from adapters.inbox.packages import (
+    Limits,
+    Member,
+    OpenedPackage,
+    PackageError,
+    PackageRef,
+    UnreadablePackage,
+    UnsafePackage,
+    discover_packages,
+    open_package,
+)
+
+__all__ = [
+    "ExtensionCheck",
+    "Limits",
+    "Member",
+    "OpenedPackage",
+    "PackageError",
+    "PackageRef",
+    "UnreadablePackage",
+    "UnsafePackage",
+    "check_extension",
+    "discover_packages",
+    "open_package",
+    "sniff",
+]

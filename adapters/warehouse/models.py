@@ -1,0 +1,151 @@
+"""Warehouse tables. Every stage writes what it learned here; the next stage reads it from here.
+
+Money is stored as integer fen (BigInteger), never as a float. Times are stored in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ProgramYear(Base):
+    """One year's programme rules: the deadline and the teams' completion date (registry data)."""
+
+    __tablename__ = "program_year"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notice: Mapped[str] = mapped_column(String(200), default="")
+    deadline: Mapped[date] = mapped_column(Date)
+    team_completion_date: Mapped[date] = mapped_column(Date)
+
+
+class GrantRule(Base):
+    """What one project of a level and type is granted from one funding source in a year."""
+
+    __tablename__ = "grant_rule"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    level: Mapped[str] = mapped_column(String(16), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    funding_source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class Project(Base):
+    """A funded project as registered for a reporting year."""
+
+    __tablename__ = "project"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    level: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(16))
+    host_unit: Mapped[str] = mapped_column(String(200))
+    aliases: Mapped[str] = mapped_column(Text, default="")  # newline-separated
+    project_name: Mapped[str] = mapped_column(String(300))
+    uscc: Mapped[str] = mapped_column(String(18), default="")
+
+
+class Package(Base):
+    """One version of one package as found in <inbox>/<year>/ (a name with a content hash).
+
+    Rows are never deleted: a package replaced in the inbox keeps its row, its parsed rows and its
+    findings, so a unit's history stays visible and every exported figure can be traced back.
+    """
+
+    __tablename__ = "package"
+    __table_args__ = (UniqueConstraint("year", "name", "sha256"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    year: Mapped[int] = mapped_column(Integer, index=True)
+    name: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    modified_at: Mapped[datetime] = mapped_column(DateTime)  # UTC, from the inbox file
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)  # with name and size: skip re-hashing unchanged files
+    received_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # operator override, UTC
+    ingested_at: Mapped[datetime] = mapped_column(DateTime)
+    # What the workbook says (as typed, normalised); the project is assigned from the registry each run.
+    declared_code: Mapped[str] = mapped_column(String(64), default="")
+    declared_unit: Mapped[str] = mapped_column(String(300), default="")
+    project_code: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # "refused": intake found a fatal package-level problem; "readable": the sheets can be validated.
+    intake_status: Mapped[str] = mapped_column(String(16))
+    workbook_member: Mapped[str] = mapped_column(String(500), default="")
+    # The unit's own workbook (or 经费支出.csv beside it), kept so figures stay traceable even if
+    # the inbox file is later replaced, and so the feedback copy can be made from it.
+    workbook: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    expenses_csv: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    expenses_csv_member: Mapped[str] = mapped_column(String(500), default="")
+
+
+class PackageFile(Base):
+    """A regular file inside a package, with the type its content shows (not its extension)."""
+
+    __tablename__ = "package_file"
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(16), default="")
+
+
+class SheetRow(Base):
+    """A parsed row of any sheet but 经费支出, as typed (canonical field -> text), for traceability."""
+
+    __tablename__ = "sheet_row"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), index=True)
+    sheet: Mapped[str] = mapped_column(String(64))
+    excel_row: Mapped[int] = mapped_column(Integer)
+    data: Mapped[str] = mapped_column(Text)  # JSON object
+
+
+class ExpenseLine(Base):
+    """One expense line of a package's 经费支出, typed. Amount in integer fen; NULL when unreadable."""
+
+    __tablename__ = "expense_line"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), index=True)
+    excel_row: Mapped[int] = mapped_column(Integer)
+    spent_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    category: Mapped[str] = mapped_column(String(64))
+    funding_source: Mapped[str] = mapped_column(String(32))
+    amount_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    amount_typed: Mapped[str] = mapped_column(String(64))
+    payee: Mapped[str] = mapped_column(String(300))
+    voucher_no: Mapped[str] = mapped_column(String(100), index=True)
+    summary: Mapped[str] = mapped_column(Text)
+
+
+class FindingRow(Base):
+    """A finding, stored by the stage that made it (each stage replaces its own on re-run)."""
+
+    __tablename__ = "finding"
+    __table_args__ = (Index("ix_finding_year_project", "year", "project_code"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    year: Mapped[int] = mapped_column(Integer)
+    package_id: Mapped[int | None] = mapped_column(ForeignKey("package.id"), nullable=True, index=True)
+    project_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    rule_id: Mapped[str] = mapped_column(String(8))
+    severity: Mapped[str] = mapped_column(String(8))
+    sheet: Mapped[str] = mapped_column(String(64), default="")
+    row: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    column: Mapped[str] = mapped_column(String(200), default="")
+    value: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(Text)

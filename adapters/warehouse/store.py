@@ -1,0 +1,161 @@
+"""The reads and bulk writes the stages make. SQLAlchemy Core, executemany for many rows.
+
+Each stage owns its rows: re-running a stage for a package or a project deletes what that stage
+wrote for it before inserting again, so every run is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from adapters.registry import YearRegistry
+from adapters.warehouse.models import (
+    ExpenseLine,
+    FindingRow,
+    GrantRule,
+    Package,
+    PackageFile,
+    ProgramYear,
+    Project,
+    SheetRow,
+)
+
+
+def store_registry(conn: Connection, registry: YearRegistry) -> None:
+    """Replace the year's registry rows with what the registry file says now."""
+    year = registry.year
+    for table in (Project, GrantRule, ProgramYear):
+        conn.execute(delete(table).where(table.year == year))
+    conn.execute(
+        insert(ProgramYear),
+        [dict(year=year, notice=registry.notice, deadline=registry.deadline, team_completion_date=registry.team_completion_date)],
+    )
+    conn.execute(
+        insert(GrantRule),
+        [
+            dict(year=year, level=level, type=kind, funding_source=source, amount_fen=fen)
+            for (level, kind), by_source in registry.grants.items()
+            for source, fen in by_source.items()
+        ],
+    )
+    conn.execute(
+        insert(Project),
+        [
+            dict(year=year, code=p.code, level=p.level, type=p.type, host_unit=p.host_unit,
+                 aliases="\n".join(p.aliases), project_name=p.project_name, uscc=p.uscc)
+            for p in registry.projects
+        ],
+    )
+
+
+def known_hashes(conn: Connection, year: int) -> dict[tuple[str, int, int], str]:
+    rows = conn.execute(select(Package.name, Package.size, Package.mtime_ns, Package.sha256).where(Package.year == year))
+    return {(name, size, mtime_ns): sha for name, size, mtime_ns, sha in rows}
+
+
+def stored_versions(conn: Connection, year: int) -> set[tuple[str, str]]:
+    return set(conn.execute(select(Package.name, Package.sha256).where(Package.year == year)).all())
+
+
+def insert_package(conn: Connection, values: dict, files: Sequence[dict]) -> int:
+    package_id = conn.execute(insert(Package).values(**values)).inserted_primary_key[0]
+    if files:
+        conn.execute(insert(PackageFile), [dict(f, package_id=package_id) for f in files])
+    return package_id
+
+
+def year_packages(conn: Connection, year: int) -> list:
+    """The year's package versions without their blobs (routing needs only what they declare)."""
+    return conn.execute(
+        select(Package.id, Package.declared_code, Package.project_code, Package.intake_status)
+        .where(Package.year == year)
+        .order_by(Package.id)
+    ).all()
+
+
+def assign_projects(conn: Connection, assignments: dict[int, str | None]) -> None:
+    for package_id, code in assignments.items():
+        conn.execute(update(Package).where(Package.id == package_id).values(project_code=code))
+
+
+def package_versions(conn: Connection, year: int, codes: Sequence[str] | None = None, *, blobs: bool = False) -> list:
+    """The year's package versions assigned to projects, oldest first: by received time (an
+    operator's record, else the file time), then arrival order. A project's newest is its last."""
+    columns = [Package.id, Package.name, Package.project_code, Package.modified_at, Package.received_at,
+               Package.intake_status]
+    if blobs:
+        columns += [Package.workbook, Package.expenses_csv]
+    query = select(*columns).where(Package.year == year, Package.project_code.is_not(None))
+    if codes is not None:
+        query = query.where(Package.project_code.in_(list(codes)))
+    return sorted(conn.execute(query).all(), key=lambda p: (p.received_at or p.modified_at, p.id))
+
+
+def newest_packages(conn: Connection, year: int) -> dict[str, object]:
+    """project code -> the package version in use (its newest)."""
+    return {p.project_code: p for p in package_versions(conn, year)}
+
+
+def package_files(conn: Connection, package_ids: Sequence[int]) -> dict[int, list]:
+    files: dict[int, list] = {pid: [] for pid in package_ids}
+    for row in conn.execute(select(PackageFile).where(PackageFile.package_id.in_(list(package_ids)))).all():
+        files[row.package_id].append(row)
+    return files
+
+
+def finding_row(year: int, package_id: int | None, project_code: str | None, finding) -> dict:
+    """A Finding (schemas.findings) as a row of the finding table."""
+    f = finding
+    return dict(year=year, package_id=package_id, project_code=project_code, rule_id=f.rule_id,
+                severity=str(f.severity), sheet=f.sheet, row=f.row, column=f.column, value=f.value, message=f.message)
+
+
+def replace_findings(
+    conn: Connection, stage: str, rows: Iterable[dict], *, package_ids: Sequence[int] = (), year: int | None = None,
+    project_codes: Sequence[str] = (), unassigned: bool = False,
+) -> None:
+    """Delete the stage's findings for these packages (or projects of a year), then insert `rows`."""
+    where = [FindingRow.stage == stage]
+    if package_ids:
+        conn.execute(delete(FindingRow).where(*where, FindingRow.package_id.in_(list(package_ids))))
+    if project_codes:
+        conn.execute(delete(FindingRow).where(*where, FindingRow.year == year, FindingRow.project_code.in_(list(project_codes))))
+    if unassigned:
+        conn.execute(delete(FindingRow).where(*where, FindingRow.year == year, FindingRow.project_code.is_(None)))
+    rows = [dict(r, stage=stage) for r in rows]
+    if rows:
+        conn.execute(insert(FindingRow), rows)
+
+
+def replace_parsed_rows(conn: Connection, package_ids: Sequence[int], sheet_rows: list[dict], expense_lines: list[dict]) -> None:
+    ids = list(package_ids)
+    conn.execute(delete(SheetRow).where(SheetRow.package_id.in_(ids)))
+    conn.execute(delete(ExpenseLine).where(ExpenseLine.package_id.in_(ids)))
+    if sheet_rows:
+        conn.execute(insert(SheetRow), sheet_rows)
+    if expense_lines:
+        conn.execute(insert(ExpenseLine), expense_lines)
+
+
+def findings(conn: Connection, year: int) -> list:
+    return conn.execute(
+        select(FindingRow, Package.name.label("package_name"))
+        .outerjoin(Package, Package.id == FindingRow.package_id)
+        .where(FindingRow.year == year)
+        .order_by(FindingRow.project_code, Package.name, FindingRow.sheet, FindingRow.row, FindingRow.rule_id, FindingRow.column)
+    ).all()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def set_finding_projects(conn: Connection, year: int, assignments: dict[int, str | None]) -> None:
+    """Findings of a package belong to the project the package is assigned to."""
+    for package_id, code in assignments.items():
+        conn.execute(
+            update(FindingRow).where(FindingRow.year == year, FindingRow.package_id == package_id).values(project_code=code)
+        )

@@ -1,0 +1,75 @@
+"""Exports: the files the bureau works from (../shared/spec/outputs.md; names and columns are a contract).
+
+CSV files are UTF-8 with a BOM so Excel shows the Chinese, written to a temporary name and renamed,
+so a reader never sees half a file.
+"""
+
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from sqlalchemy import Engine
+
+from adapters.registry import YearRegistry
+from adapters.resources import ExportResource, RegistryResource, WarehouseResource
+from adapters.warehouse import store
+from assets.overview import project_overview
+from assets.partitions import years_of_run
+from assets.validation import package_validation
+
+ISSUE_COLUMNS = ["year", "project_code", "package", "rule_id", "severity", "sheet", "row", "column", "value", "message"]
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    partial = path.with_name(path.name + ".partial")
+    frame.to_csv(partial, index=False, encoding="utf-8-sig", lineterminator="\n")
+    os.replace(partial, path)
+    return path
+
+
+def issues_table(engine: Engine, year: int) -> pd.DataFrame:
+    with engine.connect() as conn:
+        rows = store.findings(conn, year)
+    return pd.DataFrame(
+        [dict(year=year, project_code=f.project_code or "", package=name or "", rule_id=f.rule_id,
+              severity=f.severity, sheet=f.sheet, row="" if f.row is None else f.row, column=f.column,
+              value=f.value, message=f.message) for f, name in rows],
+        columns=ISSUE_COLUMNS,
+    )
+
+
+def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path) -> dict[str, Path | pd.DataFrame]:
+    with engine.connect() as conn:
+        projects = project_overview(conn, registry)
+    issues = issues_table(engine, registry.year)
+    return {
+        "projects": projects,
+        "issues": issues,
+        "projects_csv": write_csv(projects, out_dir / "projects.csv"),
+        "issues_csv": write_csv(issues, out_dir / "issues.csv"),
+    }
+
+
+@dg.asset(deps=[package_validation], group_name="reports", kinds={"csv"})
+def year_exports(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    registry: RegistryResource,
+    exports: ExportResource,
+) -> dg.MaterializeResult:
+    """年度导出文件：projects.csv（每个立项项目的状态）与 issues.csv（全部问题清单），
+    写入 <导出目录>/<年度>/，供市人社局专技处查阅。"""
+    metadata: dict[str, dg.MetadataValue] = {}
+    for year in years_of_run(context):
+        written = write_year_exports(warehouse.engine(), registry.year(year), exports.year_dir(year))
+        projects, issues = written["projects"], written["issues"]
+        by_status = projects["status"].value_counts().to_dict()
+        by_rule = issues.groupby(["rule_id", "severity"]).size().reset_index(name="count")
+        metadata[f"{year} 项目状态"] = dg.MetadataValue.json(by_status)
+        metadata[f"{year} 问题数（按规则）"] = dg.MetadataValue.md(by_rule.to_markdown(index=False) if len(by_rule) else "无")
+        metadata[f"{year} projects.csv"] = dg.MetadataValue.path(str(written["projects_csv"].resolve()))
+        metadata[f"{year} issues.csv"] = dg.MetadataValue.path(str(written["issues_csv"].resolve()))
+        context.log.info(f"exports for {year}: {by_status}, {len(issues)} findings")
+    return dg.MaterializeResult(metadata=metadata)

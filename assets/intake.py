@@ -1,0 +1,183 @@
+"""Intake: find the packages in <inbox>/<year>/, open each new version safely, list its files,
+keep its workbook, read which project it names, and refuse what cannot be read (P001–P005).
+
+Intake is keyed by content: a package version (name + SHA-256) already in the warehouse is not
+opened again, so re-running over the same inbox changes nothing and a late package costs only itself.
+"""
+
+
+from dataclasses import dataclass, field
+from datetime import timezone
+from pathlib import Path, PurePosixPath
+
+import dagster as dg
+from sqlalchemy import Engine
+
+from adapters.inbox import (
+    PackageError,
+    PackageRef,
+    UnsafePackage,
+    check_extension,
+    discover_packages,
+    open_package,
+    sniff,
+)
+from adapters.registry import YearRegistry, normalize_code
+from adapters.resources import InboxResource, RegistryResource, WarehouseResource
+from adapters.warehouse import store
+from adapters.workbook import UnreadableWorkbook, Workbook
+from assets.partitions import project_year, projects_by_year, single_run
+from assets.sheets import EXPENSES_CSV_NAME, parse_key_value
+from schemas.findings import Finding, make_finding
+from schemas.layout import BASIC_INFO, EXPENSES, REQUIRED_SHEETS
+
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+
+
+@dataclass
+class IntakeResult:
+    """What intake learned of one package version."""
+
+    ref: PackageRef
+    status: str = "readable"  # or "refused"
+    findings: list[Finding] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+    workbook_member: str = ""
+    workbook: bytes | None = None
+    expenses_csv_member: str = ""
+    expenses_csv: bytes | None = None
+    declared_code: str = ""
+    declared_unit: str = ""
+
+    def refuse(self, finding: Finding) -> None:
+        self.status = "refused"
+        self.findings.append(finding)
+
+
+def read_package(ref: PackageRef) -> IntakeResult:
+    result = IntakeResult(ref)
+    try:
+        with open_package(ref) as package:
+            for member in package.members:
+                head = package.head(member.path)
+                result.files.append(dict(path=member.path, size=member.size, content_type=sniff(head) or ""))
+                check = check_extension(member.path, head)
+                if not check.ok:
+                    result.findings.append(make_finding("M005", value=member.path, actual=check.actual_zh,
+                                                        expected=check.expected_zh))
+            workbooks = [m for m in package.members if m.path.lower().endswith(WORKBOOK_SUFFIXES)]
+            if len(workbooks) != 1:
+                names = "、".join(m.path for m in workbooks)
+                detail = "没有工作簿" if not workbooks else f"有 {len(workbooks)} 个工作簿（{names}）"
+                result.refuse(make_finding("P002", detail=detail))
+                return result
+            result.workbook_member = workbooks[0].path
+            result.workbook = package.read(workbooks[0].path)
+            csv = next((m for m in package.members if PurePosixPath(m.path).name == EXPENSES_CSV_NAME), None)
+            if csv is not None:
+                result.expenses_csv_member, result.expenses_csv = csv.path, package.read(csv.path)
+    except UnsafePackage as problem:
+        result.refuse(make_finding("P004", detail=problem.detail_zh))
+        return result
+    except PackageError as problem:
+        result.refuse(make_finding("P001", detail=problem.detail_zh))
+        return result
+    _read_workbook_identity(result)
+    return result
+
+
+def _read_workbook_identity(result: IntakeResult) -> None:
+    """Check the workbook opens and has the required sheets; read the project it names."""
+    try:
+        book = Workbook(result.workbook)
+    except UnreadableWorkbook:
+        result.refuse(make_finding("P001", detail=f"工作簿“{result.workbook_member}”无法打开"))
+        return
+    for sheet in REQUIRED_SHEETS:
+        if book.find_sheet(sheet) is None and not (sheet == EXPENSES.name and result.expenses_csv is not None):
+            result.refuse(make_finding("P003", sheet=sheet))
+    basic_sheet = book.find_sheet(BASIC_INFO.name)
+    if basic_sheet is None:
+        return
+    basic = parse_key_value(book.grid(basic_sheet), BASIC_INFO, basic_sheet)
+    values = basic.frame.iloc[0]
+    result.declared_code = normalize_code(values.get("project_code", ""))
+    result.declared_unit = str(values.get("host_unit", "") or "")
+
+
+def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry) -> dict[str, int]:
+    """Store every new package version of the year, then (re)assign all of them to projects."""
+    year = registry.year
+    with engine.begin() as conn:
+        store.store_registry(conn, registry)
+        cache = store.known_hashes(conn, year)
+        stored = store.stored_versions(conn, year)
+    refs = discover_packages(inbox_dir / str(year), cache)
+    new = 0
+    for ref in refs:
+        if (ref.name, ref.sha256) in stored:
+            continue
+        result = read_package(ref)
+        with engine.begin() as conn:  # one transaction per package: a crash never leaves half a package
+            package_id = store.insert_package(conn, _package_row(year, result), result.files)
+            store.replace_findings(conn, "intake", [store.finding_row(year, package_id, None, f) for f in result.findings],
+                                   package_ids=[package_id])
+        new += 1
+    with engine.begin() as conn:
+        assigned = _assign(conn, registry)
+    return {"found": len(refs), "new": new, "assigned": assigned}
+
+
+def _assign(conn, registry: YearRegistry) -> int:
+    """Route each package to the project its 项目编号 names; an unknown code is P005 (no project)."""
+    changed, unknown, assigned = {}, [], 0
+    for package in store.year_packages(conn, registry.year):
+        project = registry.project(package.declared_code) if package.declared_code else None
+        code = project.code if project else None
+        assigned += code is not None
+        if code != package.project_code:
+            changed[package.id] = code
+        if project is None and package.intake_status == "readable":
+            finding = make_finding("P005", sheet=BASIC_INFO.name, column="项目编号", value=package.declared_code,
+                                   year=registry.year)
+            unknown.append(store.finding_row(registry.year, package.id, None, finding))
+    store.assign_projects(conn, changed)
+    store.replace_findings(conn, "routing", unknown, year=registry.year, unassigned=True)
+    # Intake findings follow their package to its project (P001–P004 of a package that names one).
+    store.set_finding_projects(conn, registry.year, changed)
+    return assigned
+
+
+def _package_row(year: int, result: IntakeResult) -> dict:
+    ref = result.ref
+    return dict(
+        year=year, name=ref.name, kind=ref.kind, sha256=ref.sha256, size=ref.size,
+        modified_at=ref.modified_at.astimezone(timezone.utc).replace(tzinfo=None), mtime_ns=ref.cache_key[2],
+        ingested_at=store.utcnow(), declared_code=result.declared_code, declared_unit=result.declared_unit,
+        intake_status=result.status, workbook_member=result.workbook_member, workbook=result.workbook,
+        expenses_csv=result.expenses_csv, expenses_csv_member=result.expenses_csv_member,
+    )
+
+
+
+@dg.asset(
+    partitions_def=project_year,
+    backfill_policy=single_run,
+    group_name="intake",
+    kinds={"python"},
+)
+def package_intake(
+    context: dg.AssetExecutionContext,
+    inbox: InboxResource,
+    warehouse: WarehouseResource,
+    registry: RegistryResource,
+) -> dg.MaterializeResult:
+    """收件：扫描收件箱 <收件箱>/<年度>/ 中的材料包（zip 或文件夹），只读、不解压到磁盘；
+    对每个新版本做安全检查（损坏、加密、路径穿越、压缩炸弹），登记文件清单并保存工作簿，
+    按工作簿中的“项目编号”归入立项项目。同一内容的材料包不会重复处理。"""
+    metadata: dict[str, dg.MetadataValue] = {}
+    for year in projects_by_year(context):
+        counts = ingest_year(warehouse.engine(), Path(inbox.path), registry.year(year))
+        context.log.info(f"intake {year}: {counts}")
+        metadata[f"{year} 收件"] = dg.MetadataValue.json(counts)
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,62 @@
+"""Required materials: the work summary, the audit report and the photos the sheets list must be
+in the package and non-empty (M001–M003). Whether each file is what its extension says (M005) is
+judged at intake, where its bytes are at hand.
+"""
+
+from __future__ import annotations
+
+from adapters.inbox import Member, OpenedPackage
+from assets.sheets import ParsedSheet
+from schemas.findings import Finding, make_finding
+from schemas.layout import BASIC_INFO, PHOTOS
+
+_DOCUMENTS = {"work_summary_file": "M001", "audit_report_file": "M002"}
+
+
+def materials_findings(sheets: dict[str, ParsedSheet], files: list[dict]) -> list[Finding]:
+    listing = _Listing(files)
+    return [*_documents(sheets.get(BASIC_INFO.name), listing), *_photos(sheets.get(PHOTOS.name), listing)]
+
+
+class _Listing(OpenedPackage):
+    """The package's stored file list, resolved the same way as a package opened from the inbox."""
+
+    def __init__(self, files: list[dict]):
+        super().__init__([Member(f["path"], f["size"]) for f in files])
+
+
+def _documents(basic: ParsedSheet | None, listing: _Listing) -> list[Finding]:
+    if basic is None:
+        return []
+    findings = []
+    values = basic.frame.iloc[0]
+    for field, rule_id in _DOCUMENTS.items():
+        column = BASIC_INFO.column(field)
+        typed = str(values.get(field, "") or "").strip()
+        place = dict(sheet=basic.typed_name, row=basic.rows.get(field), column=basic.headers.get(field, column.header), value=typed)
+        member = listing.find(typed) if typed else None
+        if not typed:
+            findings.append(make_finding(rule_id, **place, detail="未填写"))
+        elif member is None:
+            findings.append(make_finding(rule_id, **place, detail=f"“{typed}”在材料包中找不到"))
+        elif member.size == 0:
+            findings.append(make_finding(rule_id, **place, detail=f"“{member.path}”是空文件"))
+    return findings
+
+
+def _photos(photos: ParsedSheet | None, listing: _Listing) -> list[Finding]:
+    if photos is None:
+        return []
+    names = photos.frame["file_name"] if "file_name" in photos.frame else None
+    if names is None:
+        return []  # S001 already reports the missing column
+    listed = names[names.astype(str).str.strip() != ""]
+    if listed.empty:
+        return [make_finding("M003", sheet=photos.typed_name, detail="影像资料表没有登记任何照片")]
+    header = photos.headers.get("file_name", PHOTOS.column("file_name").header)
+    return [
+        make_finding("M003", sheet=photos.typed_name, row=int(row), column=header, value=name,
+                     detail=f"照片“{name}”在材料包中找不到")
+        for row, name in listed.items()
+        if listing.find(str(name)) is None
+    ]

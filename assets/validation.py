@@ -1,0 +1,315 @@
+"""Validation: the unit's sheets against the pandera schemas, and the package's materials against
+what the sheets list. Every verdict becomes a Finding at the sheet, row and column the unit typed.
+
+Works on a batch of packages at once (one pandera call per sheet for the whole batch), because
+pandera's cost is mostly per call: a year of small packages validates as fast as one big one.
+"""
+
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+from sqlalchemy import Engine
+
+from adapters.registry import LEVEL_ZH, RegisteredProject, YearRegistry
+from adapters.resources import RegistryResource, WarehouseResource
+from adapters.warehouse import store
+from assets.intake import package_intake
+from assets.materials import materials_findings
+from assets.partitions import project_year, projects_by_year, single_run
+from assets.sheets import ParsedSheet, read_sheets
+from schemas.catalog import Severity
+from schemas.findings import Finding, make_finding
+from schemas.layout import EXPENSES, LAYOUTS, REFUSED_CATEGORIES, SOURCES_BY_LEVEL, SheetLayout
+from schemas.sheets import FIELD_KINDS, MODELS
+from schemas.values import parse_amount, parse_date, uscc_problem
+
+# When one cell breaks several rules, the unit hears about the most basic one only.
+_PRIORITY = ["S001", "S003", "S002", "S006", "S004", "S005", "S009", "P006", "S007", "S010", "S008", "M004"]
+
+
+@dataclass
+class PackageSheets:
+    """What validation needs of one package: its parsed sheets and its project's context."""
+
+    package_id: int
+    year: int
+    project: RegisteredProject
+    sheets: dict[str, ParsedSheet]  # by template sheet name; absent optional sheets are missing
+
+
+def validate_sheets(batch: list[PackageSheets]) -> dict[int, list[Finding]]:
+    """Schema findings (S001–S010, P006, M004) per package id, one pandera call per sheet."""
+    findings: dict[int, list[Finding]] = defaultdict(list)
+    for layout in LAYOUTS:
+        present = [p for p in batch if layout.name in p.sheets]
+        for package in present:
+            findings[package.package_id].extend(missing_columns(layout, package.sheets[layout.name]))
+        frame = _batch_frame(layout, present)
+        if frame.empty:
+            continue
+        try:
+            MODELS[layout.name].validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as errors:
+            by_id = {p.package_id: p for p in present}
+            for package_id, finding in _failures_to_findings(layout, errors.failure_cases, frame, by_id):
+                findings[package_id].append(finding)
+    return {pid: _one_per_cell(items) for pid, items in findings.items()}
+
+
+def missing_columns(layout: SheetLayout, sheet: ParsedSheet) -> list[Finding]:
+    return [
+        make_finding("S001", sheet=sheet.typed_name, column=column.header)
+        for column in layout.columns
+        if column.required and column.field not in sheet.headers
+    ]
+
+
+def _batch_frame(layout: SheetLayout, packages: list[PackageSheets]) -> pd.DataFrame:
+    parts = []
+    for package in packages:
+        sheet = package.sheets[layout.name]
+        part = sheet.frame.reset_index()
+        part["package_id"] = package.package_id
+        part["year"] = str(package.year)
+        part["level"] = package.project.level
+        part["registered_units"] = "\n".join(package.project.unit_names())
+        part["registered_uscc"] = package.project.uscc
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame()
+    frame = pd.concat(parts, ignore_index=True)
+    # A column one package lacks (reported as S001) must not look like blank cells (S003) in the batch.
+    for column in layout.columns:
+        if column.field in frame:
+            frame[column.field] = frame[column.field].astype(object).where(frame[column.field].notna(), None)
+    return frame
+
+
+def _failures_to_findings(
+    layout: SheetLayout, cases: pd.DataFrame, frame: pd.DataFrame, packages: dict[int, PackageSheets]
+) -> list[tuple[int, Finding]]:
+    out = []
+    cases = cases[cases["index"].notna()]
+    for check, column, index in zip(cases["check"], cases["column"], cases["index"]):
+        rule_id, _, named_column = str(check).partition(":")
+        if named_column and named_column != column:
+            continue  # frame-wide checks report every column of a failing row; keep the one they name
+        row = frame.loc[int(index)]
+        value = row.get(column)
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            continue  # the column is absent from this package: S001 already says so
+        package = packages[int(row["package_id"])]
+        out.append((package.package_id, _finding(rule_id, layout, package, column, row, frame)))
+    return out
+
+
+def _finding(rule_id: str, layout: SheetLayout, package: PackageSheets, column: str, row, frame) -> Finding:
+    sheet = package.sheets[layout.name]
+    header = sheet.headers.get(column, layout.column(column).header)
+    excel_row = sheet.rows.get(column) if layout.key_value else int(row["excel_row"])
+    value = str(row[column])
+    place = dict(sheet=sheet.typed_name, row=excel_row, column=header, value=value)
+    if rule_id == "S002":
+        kind, example = FIELD_KINDS[column]
+        return make_finding("S002", **place, kind=kind, example=example)
+    if rule_id == "S004":
+        detail = "不允许从专项经费列支" if value.strip() in REFUSED_CATEGORIES else "不是模板规定的支出科目"
+        return make_finding("S004", **place, detail=detail)
+    if rule_id == "S005":
+        level = package.project.level
+        return make_finding("S005", **place, level=LEVEL_ZH[level], allowed="、".join(SOURCES_BY_LEVEL[level]))
+    if rule_id == "S006":
+        amount = parse_amount(pd.Series([value])).iloc[0]
+        detail = "超过两位小数" if amount["decimals"] > 2 else "不是正数"
+        return make_finding("S006", **place, detail=detail)
+    if rule_id == "S007":
+        same = frame[(frame["package_id"] == package.package_id) & (frame["voucher_no"].str.strip() == value.strip())]
+        others = [str(r) for r in same["excel_row"] if r != excel_row]
+        return make_finding("S007", **place, other_rows="、".join(others))
+    if rule_id == "S008":
+        return make_finding("S008", **place, year=package.year)
+    if rule_id == "S009":
+        return make_finding("S009", **place, detail=uscc_problem(value) or "")
+    if rule_id == "P006":
+        expected = package.project.host_unit if column == "host_unit" else package.project.uscc
+        return make_finding("P006", **place, expected=expected)
+    if rule_id == "M004":
+        photo = str(row.get("file_name") or "")
+        return make_finding("M004", **place, photo=photo)
+    return make_finding(rule_id, **place)
+
+
+def _one_per_cell(findings: list[Finding]) -> list[Finding]:
+    rank = {rule_id: i for i, rule_id in enumerate(_PRIORITY)}
+    best: dict[tuple, Finding] = {}
+    for finding in findings:
+        key = (finding.sheet, finding.row, finding.column)
+        kept = best.get(key)
+        if kept is None or rank.get(finding.rule_id, 99) < rank.get(kept.rule_id, 99):
+            best[key] = finding
+    return sorted(best.values(), key=lambda f: (f.sheet, f.row or 0, f.column, f.rule_id))
+
+
+def typed_expenses(sheet: ParsedSheet) -> pd.DataFrame:
+    """The expense lines as the warehouse stores them: amount in fen (NA when unreadable), dates."""
+    frame = sheet.frame
+    text = {f: frame[f].astype("string").fillna("") if f in frame else pd.Series("", index=frame.index, dtype="string")
+            for f in ("spent_on", "category", "funding_source", "amount", "payee", "voucher_no", "summary")}
+    amount = parse_amount(text["amount"])
+    return pd.DataFrame(
+        {
+            "excel_row": frame.index.astype(int),
+            "spent_on": parse_date(text["spent_on"]).dt.date,
+            "category": text["category"].str.strip(),
+            "funding_source": text["funding_source"].str.normalize("NFKC").str.strip(),
+            "amount_fen": amount["fen"],
+            "amount_typed": text["amount"],
+            "payee": text["payee"],
+            "voucher_no": text["voucher_no"].str.strip(),
+            "summary": text["summary"],
+        }
+    )
+
+
+def is_fatal(findings: list[Finding]) -> bool:
+    return any(f.severity is Severity.FATAL for f in findings)
+
+
+def validate_projects(engine: Engine, registry: YearRegistry, codes: list[str]) -> dict[str, dict]:
+    """Validate every stored version of each project's packages; the newest is the one in use and
+    the older ones are marked superseded (P007). Returns per project: packages, newest, findings."""
+    year = registry.year
+    batch: list[PackageSheets] = []
+    extra: dict[int, list[Finding]] = defaultdict(list)
+    summary: dict[str, dict] = {}
+    parsed_rows: dict[int, tuple[list[dict], list[dict]]] = {}
+    with engine.connect() as conn:
+        versions: dict[str, list] = {code: [] for code in codes}
+        for package in store.package_versions(conn, year, codes, blobs=True):
+            versions[package.project_code].append(package)
+        files = store.package_files(conn, [p.id for packages in versions.values() for p in packages])
+    for code, packages in versions.items():
+        project = registry.project(code)
+        if project is None:
+            continue  # a partition key of another year: nothing of this year to validate
+        newest = packages[-1] if packages else None
+        summary[code] = {"packages": [p.name for p in packages], "newest": newest.name if newest else ""}
+        for package in packages:
+            if package is not newest:
+                extra[package.id].append(make_finding("P007", newer=newest.name))
+            if package.intake_status != "readable":
+                continue
+            sheets = read_sheets(package.workbook, package.expenses_csv)
+            listing = [dict(path=f.path, size=f.size) for f in files[package.id]]
+            batch.append(PackageSheets(package.id, year, project, sheets))
+            extra[package.id].extend(materials_findings(sheets, listing))
+            parsed_rows[package.id] = _rows_to_store(package.id, sheets)
+    schema = validate_sheets(batch)
+    all_ids = [p.id for packages in versions.values() for p in packages]
+    with engine.begin() as conn:
+        rows = [
+            store.finding_row(year, pid, code, f)
+            for code, packages in versions.items()
+            for p in packages
+            for pid in [p.id]
+            for f in [*schema.get(pid, []), *extra.get(pid, [])]
+        ]
+        store.replace_findings(conn, "validation", rows, package_ids=all_ids)
+        store.replace_parsed_rows(
+            conn,
+            all_ids,
+            [r for sheet_rows, _ in parsed_rows.values() for r in sheet_rows],
+            [r for _, lines in parsed_rows.values() for r in lines],
+        )
+    for code, info in summary.items():
+        info["findings"] = sum(len(schema.get(p.id, [])) + len(extra.get(p.id, [])) for p in versions[code])
+    return summary
+
+
+def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[list[dict], list[dict]]:
+    """Every parsed row, traceable to package, sheet and Excel row: expenses typed, the rest as typed."""
+    sheet_rows: list[dict] = []
+    for name, sheet in sheets.items():
+        if name == EXPENSES.name:
+            if sheet.total is not None:
+                row, amount = sheet.total
+                sheet_rows.append(dict(package_id=package_id, sheet=name, excel_row=row,
+                                       data=json.dumps({"declared_total": amount}, ensure_ascii=False)))
+            continue
+        if sheet.layout.key_value:
+            values = sheet.frame.iloc[0]
+            sheet_rows += [
+                dict(package_id=package_id, sheet=name, excel_row=row,
+                     data=json.dumps({"field": f, "header": sheet.headers[f], "value": values[f]}, ensure_ascii=False))
+                for f, row in sheet.rows.items()
+            ]
+            continue
+        records = sheet.frame.to_dict("index")
+        sheet_rows += [
+            dict(package_id=package_id, sheet=name, excel_row=int(row), data=json.dumps(values, ensure_ascii=False))
+            for row, values in records.items()
+        ]
+    expenses = sheets.get(EXPENSES.name)
+    lines = []
+    if expenses is not None and not expenses.frame.empty:
+        typed = typed_expenses(expenses)
+        typed["package_id"] = package_id
+        typed["amount_fen"] = typed["amount_fen"].astype(object).where(typed["amount_fen"].notna(), None)
+        typed["spent_on"] = typed["spent_on"].astype(object).where(typed["spent_on"].notna(), None)
+        lines = typed.to_dict("records")
+    return sheet_rows, lines
+
+
+
+FINDINGS_CHECK = "no_fatal_findings"
+
+
+@dg.asset(
+    deps=[package_intake],
+    partitions_def=project_year,
+    backfill_policy=single_run,
+    group_name="validation",
+    kinds={"pandera"},
+    check_specs=[dg.AssetCheckSpec(FINDINGS_CHECK, asset="package_validation",
+                                   description="材料包无致命问题：列出本次校验发现的全部问题（工作表、行、列、填写值、整改说明）。")],
+)
+def package_validation(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, registry: RegistryResource
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """校验：用 pandera 模型逐表校验每个项目各版本材料包（基本信息、经费支出、服务活动、影像资料等），
+    并核对工作总结、审计报告、照片是否齐全；旧版本标记为已被替代（P007）。
+    每个问题记录规则编号、工作表、Excel 行号、单位填写的列名与值，以及中文整改说明。"""
+    engine = warehouse.engine()
+    findings = []
+    projects = {}
+    for year, codes in projects_by_year(context).items():
+        year_registry = registry.year(year)
+        projects.update(validate_projects(engine, year_registry, codes))
+        with engine.connect() as conn:
+            findings += [(f, name) for f, name in store.findings(conn, year) if f.project_code in codes]
+    table = pd.DataFrame(
+        [dict(项目=f.project_code, 材料包=name, 规则=f.rule_id, 级别=f.severity, 工作表=f.sheet,
+              行=f.row or "", 列=f.column, 填写值=f.value, 说明=f.message) for f, name in findings]
+    )
+    fatal = int((table["级别"] == "fatal").sum()) if len(table) else 0
+    by_rule = table.groupby("规则").size().to_dict() if len(table) else {}
+    yield dg.MaterializeResult(metadata={
+        "项目数": len(projects),
+        "问题数（按规则）": dg.MetadataValue.json(by_rule),
+    })
+    yield dg.AssetCheckResult(
+        check_name=FINDINGS_CHECK,
+        passed=fatal == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "致命问题数": fatal,
+            "问题总数": len(table),
+            "问题清单": dg.MetadataValue.md(table.head(200).to_markdown(index=False) if len(table) else "无问题"),
+        },
+    )

@@ -1,0 +1,1 @@
+"""pandera schemas of the unit's sheets and the rule catalog (the leaf of the import graph)."""

@@ -1,0 +1,90 @@
+"""Reading what units type: amounts, dates, integers. Vectorised over pandas string Series.
+
+One place for every parse, used both by the schema checks (is it readable?) and by the typed
+rows the warehouse stores (what is it?), so a value can never pass one and fail the other.
+Amounts are read into integer fen; no float is ever involved.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+# Characters units put around amounts: currency signs, thousands separators, the 元 unit, spaces.
+_AMOUNT_NOISE = r"[¥￥,，\s元]"
+_AMOUNT = r"^(?P<sign>[-+]?)(?P<whole>\d+)(?:\.(?P<frac>\d*))?$"
+_DATE = r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$"
+
+
+def clean_text(s: pd.Series) -> pd.Series:
+    """NFKC (full-width digits, brackets, spaces) and trimmed."""
+    return s.astype("string").fillna("").str.normalize("NFKC").str.strip()
+
+
+def parse_amount(s: pd.Series) -> pd.DataFrame:
+    """Columns: `fen` (Int64, NA when unreadable), `readable` (bool), `decimals` (Int64 places typed).
+
+    `１,２３４．５０`, `¥1,234.50`, `1234.5` all read as 123450 fen. More than two decimals stays
+    readable (so S006 can say so) and `fen` is then NA: it is not an exact amount in yuan.
+    """
+    text = clean_text(s).str.replace(_AMOUNT_NOISE, "", regex=True)
+    parts = text.str.extract(_AMOUNT)
+    readable = parts["whole"].notna()
+    frac = parts["frac"].fillna("")
+    decimals = frac.str.len().where(readable).astype("Int64")
+    exact = readable & (decimals <= 2)
+    whole = pd.to_numeric(parts["whole"].where(exact), errors="coerce").astype("Int64")
+    cents = pd.to_numeric(frac.where(exact).str.ljust(2, "0"), errors="coerce").astype("Int64")
+    sign = parts["sign"].map({"-": -1}).fillna(1).astype("Int64")
+    fen = (whole * 100 + cents) * sign
+    return pd.DataFrame({"fen": fen, "readable": readable.astype(bool), "decimals": decimals}, index=s.index)
+
+
+def parse_date(s: pd.Series) -> pd.Series:
+    """Datetime64 (NaT when unreadable) from `2023-06-01`, `2023/6/1`, `2023.06.01`, `2023年6月1日`."""
+    parts = clean_text(s).str.extract(_DATE)
+    iso = parts["y"] + "-" + parts["m"].str.zfill(2) + "-" + parts["d"].str.zfill(2)
+    return pd.to_datetime(iso, format="%Y-%m-%d", errors="coerce")
+
+
+def parse_int(s: pd.Series) -> pd.Series:
+    """Int64 (NA when unreadable) from `12`, `12.0` (a number cell), `１２`, `1,200`."""
+    text = clean_text(s).str.replace(r"[,，\s]", "", regex=True)
+    ok = text.str.fullmatch(r"\d+(\.0+)?")
+    return pd.to_numeric(text.where(ok).str.replace(r"\.0+$", "", regex=True), errors="coerce").astype("Int64")
+
+
+def fen_to_yuan(fen: int) -> str:
+    """100000 fen -> '1000.00' (exports write money with exactly two places)."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(int(fen)), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+# USCC (GB 32100-2015): 18 chars; check = 31 - (Σ v·w mod 31), weights 3^(i-1) mod 31, 31 -> 0.
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_WEIGHTS = [pow(3, i, 31) for i in range(17)]
+_USCC_SHAPE = re.compile(rf"^[{USCC_ALPHABET}]{{18}}$")
+
+
+def uscc_problem(code: str) -> str | None:
+    """None when the code is well formed and its check digit is right, else a Chinese reason."""
+    code = code.strip().upper()
+    if not _USCC_SHAPE.match(code):
+        return "应为 18 位数字或大写字母（不含 I、O、S、V、Z）"
+    total = sum(USCC_ALPHABET.index(ch) * w for ch, w in zip(code[:17], _USCC_WEIGHTS))
+    expected = USCC_ALPHABET[(31 - total % 31) % 31]
+    if code[17] != expected:
+        return f"校验位应为 {expected}"
+    return None
+
+
+_REGION = re.compile(r"^[1-8]\d{5}$")
+
+
+def is_region_code(s: pd.Series) -> pd.Series:
+    """GB/T 2260 shape: 6 digits, a province prefix 11–82 and a non-zero province part."""
+    text = clean_text(s).str.replace(r"\.0$", "", regex=True)
+    province = pd.to_numeric(text.str[:2], errors="coerce")
+    return text.str.fullmatch(_REGION.pattern) & province.between(11, 82)
