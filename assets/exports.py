@@ -32,12 +32,10 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 def issues_table(engine: Engine, year: int) -> pd.DataFrame:
     with engine.connect() as conn:
         rows = store.findings(conn, year)
-    return pd.DataFrame(
-        [dict(year=year, project_code=f.project_code or "", package=name or "", rule_id=f.rule_id,
-              severity=f.severity, sheet=f.sheet, row="" if f.row is None else f.row, column=f.column,
-              value=f.value, message=f.message) for f, name in rows],
-        columns=ISSUE_COLUMNS,
-    )
+    frame = pd.DataFrame([r._asdict() for r in rows], columns=[c for c in ISSUE_COLUMNS if c != "year"])
+    frame.insert(0, "year", year)
+    frame["row"] = frame["row"].astype("Int64")
+    return frame.fillna({"project_code": "", "package": ""})
 
 
 def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path) -> dict[str, Path | pd.DataFrame]:

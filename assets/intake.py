@@ -62,7 +62,8 @@ def read_package(ref: PackageRef) -> IntakeResult:
                 head = package.head(member.path)
                 result.files.append(dict(path=member.path, size=member.size, content_type=sniff(head) or ""))
                 check = check_extension(member.path, head)
-                if not check.ok:
+                # An empty file is the materials rules' business (M001–M003 say which one is empty).
+                if member.size and not check.ok:
                     result.findings.append(make_finding("M005", value=member.path, actual=check.actual_zh,
                                                         expected=check.expected_zh))
             workbooks = [m for m in package.members if m.path.lower().endswith(WORKBOOK_SUFFIXES)]

@@ -54,9 +54,11 @@ def _photos(photos: ParsedSheet | None, listing: _Listing) -> list[Finding]:
     if listed.empty:
         return [make_finding("M003", sheet=photos.typed_name, detail="影像资料表没有登记任何照片")]
     header = photos.headers.get("file_name", PHOTOS.column("file_name").header)
-    return [
-        make_finding("M003", sheet=photos.typed_name, row=int(row), column=header, value=name,
-                     detail=f"照片“{name}”在材料包中找不到")
-        for row, name in listed.items()
-        if listing.find(str(name)) is None
-    ]
+    findings = []
+    for row, name in listed.items():
+        member = listing.find(str(name))
+        if member is None or member.size == 0:
+            detail = f"照片“{name}”在材料包中找不到" if member is None else f"照片“{name}”是空文件"
+            findings.append(make_finding("M003", sheet=photos.typed_name, row=int(row), column=header, value=name,
+                                         detail=detail))
+    return findings

@@ -32,10 +32,17 @@ def partition_key(code: str, year: int) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({PROJECT: code, YEAR: str(year)})
 
 
-def year_range_tags(registry: YearRegistry) -> dict[str, str]:
-    """Run tags selecting every registered project of the year: the year's job as one run."""
-    codes = sorted(p.code for p in registry.projects)
-    return {_RANGE_START: str(partition_key(codes[0], registry.year)), _RANGE_END: str(partition_key(codes[-1], registry.year))}
+def year_range_tags(registry: YearRegistry, instance: dg.DagsterInstance) -> dict[str, str]:
+    """Run tags selecting every registered project of the year: the year's job as one run.
+
+    Registers the year's projects as partitions first. A range follows the dynamic partitions'
+    order (the order they were added), so it spans from the first to the last of the year's codes
+    in that order; codes of other years caught in between have nothing to do for this year."""
+    codes = [p.code for p in registry.projects]
+    instance.add_dynamic_partitions(PROJECT, codes)
+    order = {key: i for i, key in enumerate(instance.get_dynamic_partitions(PROJECT))}
+    first, last = min(codes, key=order.__getitem__), max(codes, key=order.__getitem__)
+    return {_RANGE_START: str(partition_key(first, registry.year)), _RANGE_END: str(partition_key(last, registry.year))}
 
 
 def projects_by_year(context: dg.AssetExecutionContext) -> dict[int, list[str]]:

@@ -292,10 +292,10 @@ def package_validation(
         year_registry = registry.year(year)
         projects.update(validate_projects(engine, year_registry, codes))
         with engine.connect() as conn:
-            findings += [(f, name) for f, name in store.findings(conn, year) if f.project_code in codes]
+            findings += [f for f in store.findings(conn, year) if f.project_code in codes]
     table = pd.DataFrame(
-        [dict(项目=f.project_code, 材料包=name, 规则=f.rule_id, 级别=f.severity, 工作表=f.sheet,
-              行=f.row or "", 列=f.column, 填写值=f.value, 说明=f.message) for f, name in findings]
+        [dict(项目=f.project_code, 材料包=f.package, 规则=f.rule_id, 级别=f.severity, 工作表=f.sheet,
+              行=f.row or "", 列=f.column, 填写值=f.value, 说明=f.message) for f in findings]
     )
     fatal = int((table["级别"] == "fatal").sum()) if len(table) else 0
     by_rule = table.groupby("规则").size().to_dict() if len(table) else {}

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from adapters.registry import load_year
-from assets.partitions import PROJECT, year_range_tags
+from assets.partitions import year_range_tags
 from etl.definitions import build_definitions
 from etl.report import print_summary
 
@@ -46,8 +46,7 @@ def run_year(args: argparse.Namespace) -> int:
     defs = build_definitions(inbox=args.inbox, exports=args.export, database_url=args.database_url, registry=args.registry)
     job = defs.resolve_job_def("year_job")
     with _instance() as instance:
-        instance.add_dynamic_partitions(PROJECT, [p.code for p in registry.projects])
-        result = job.execute_in_process(instance=instance, tags=year_range_tags(registry), raise_on_error=False)
+        result = job.execute_in_process(instance=instance, tags=year_range_tags(registry, instance), raise_on_error=False)
     if not result.success:
         log.error("the year job failed; see the step errors above")
         return 1

@@ -9,7 +9,6 @@ import dagster as dg
 from adapters.resources import ExportResource, InboxResource, RegistryResource, WarehouseResource
 from assets.exports import year_exports
 from assets.intake import package_intake
-from assets.partitions import project_year
 from assets.validation import package_validation
 
 ASSETS = [package_intake, package_validation, year_exports]
@@ -19,7 +18,6 @@ ASSETS = [package_intake, package_validation, year_exports]
 year_job = dg.define_asset_job(
     "year_job",
     selection=ASSETS,
-    partitions_def=project_year,
     executor_def=dg.in_process_executor,
     description="年度流水线：收件 → 校验 → 导出。",
 )

@@ -141,8 +141,11 @@ def replace_parsed_rows(conn: Connection, package_ids: Sequence[int], sheet_rows
 
 
 def findings(conn: Connection, year: int) -> list:
+    """The year's findings with their package's name, in the order the bureau reads them."""
+    f = FindingRow
     return conn.execute(
-        select(FindingRow, Package.name.label("package_name"))
+        select(f.project_code, Package.name.label("package"), f.package_id, f.rule_id, f.severity, f.sheet, f.row,
+               f.column, f.value, f.message)
         .outerjoin(Package, Package.id == FindingRow.package_id)
         .where(FindingRow.year == year)
         .order_by(FindingRow.project_code, Package.name, FindingRow.sheet, FindingRow.row, FindingRow.rule_id, FindingRow.column)

@@ -1,0 +1,63 @@
+"""Reading what units type: amounts into exact fen, dates, integers, USCC and region codes."""
+
+import pandas as pd
+import pytest
+
+from schemas.values import fen_to_yuan, is_region_code, parse_amount, parse_date, parse_int, uscc_problem
+
+
+@pytest.mark.parametrize(
+    "typed, fen",
+    [("1234.5", 123450), ("1,234.50", 123450), ("¥1,234.50", 123450), ("１２３４．５０", 123450),
+     ("￥ 100000 元", 10000000), ("0.01", 1), ("-5", -500), ("100000", 10000000)],
+)
+def test_amounts_read_exactly_into_fen(typed, fen):
+    assert parse_amount(pd.Series([typed])).loc[0, "fen"] == fen
+
+
+@pytest.mark.parametrize("typed", ["abc", "", "1.2.3", "12元5角"])
+def test_unreadable_amounts_are_flagged_not_guessed(typed):
+    row = parse_amount(pd.Series([typed])).loc[0]
+    assert not row["readable"] and pd.isna(row["fen"])
+
+
+def test_more_than_two_decimals_is_readable_but_not_an_exact_amount():
+    row = parse_amount(pd.Series(["1.234"])).loc[0]
+    assert row["readable"] and row["decimals"] == 3 and pd.isna(row["fen"])
+
+
+def test_sum_of_many_small_amounts_does_not_drift():
+    # 0.1 yuan a hundred thousand times is exactly 10000.00 yuan: no float on the way.
+    fen = parse_amount(pd.Series(["0.10"] * 100_000))["fen"]
+    assert int(fen.sum()) == 1_000_000
+    assert fen_to_yuan(int(fen.sum())) == "10000.00"
+
+
+@pytest.mark.parametrize("typed", ["2023-06-01", "2023/6/1", "2023.06.01", "2023年6月1日", "２０２３－０６－０１"])
+def test_date_variants(typed):
+    assert parse_date(pd.Series([typed])).iloc[0] == pd.Timestamp("2023-06-01")
+
+
+@pytest.mark.parametrize("typed", ["2023-13-01", "2023-02-30", "六月一日", "45078"])
+def test_impossible_or_foreign_dates_are_unreadable(typed):
+    assert pd.isna(parse_date(pd.Series([typed])).iloc[0])
+
+
+def test_integers():
+    assert parse_int(pd.Series(["12", "12.0", "１２", "1,200", "x", "1.5"])).tolist()[:4] == [12, 12, 12, 1200]
+    assert parse_int(pd.Series(["x", "1.5"])).isna().all()
+
+
+def test_fen_to_yuan_has_exactly_two_places():
+    assert [fen_to_yuan(f) for f in (0, 1, 10, 10000000, -50001)] == ["0.00", "0.01", "0.10", "100000.00", "-500.01"]
+
+
+def test_uscc_check_digit():
+    assert uscc_problem("91350100M000100Y43") is None
+    assert "校验位应为 3" in uscc_problem("91350100M000100Y44")
+    assert uscc_problem("91350100M00010OY43") is not None  # the letter O is not in the alphabet
+
+
+def test_region_codes():
+    assert is_region_code(pd.Series(["310104", "533422", "310115.0", "999999", "31010", "000000"])).tolist() == [
+        True, True, True, False, False, False]
