@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -48,21 +50,29 @@ def put(inbox: Path, spec: PackageSpec) -> Path:
     return write_package(spec, inbox / "2023")
 
 
-def _reset_postgres_schema() -> str:
+@contextmanager
+def postgres_schema():
+    """A fresh PostgreSQL schema of its own (so its URL is new too), dropped afterwards."""
+    schema = f"{_PG_SCHEMA}_{uuid.uuid4().hex[:8]}"
     engine = create_engine(POSTGRES_URL)
     with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {_PG_SCHEMA} CASCADE"))
-        conn.execute(text(f"CREATE SCHEMA {_PG_SCHEMA}"))
-    engine.dispose()
-    return f"{POSTGRES_URL}?options=-csearch_path%3D{_PG_SCHEMA}"
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
+def database_url(request, tmp_path):
     """Each storage test runs against a fresh SQLite file and a fresh PostgreSQL schema."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'warehouse.db'}"
-    return _reset_postgres_schema()
+        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
+        return
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,0 +1,116 @@
+"""The whole year job over real packages, on SQLite and PostgreSQL: clean packages are accepted
+with no finding, messy-but-valid ones too, the inbox is never touched, a second run changes nothing."""
+
+import shutil
+
+import pandas as pd
+from sqlalchemy import create_engine, func, select
+
+from adapters.warehouse.models import ExpenseLine, FindingRow, Package, SheetRow
+from tests.conftest import put, tree_digest
+
+ALL_CODES = ["2023-GT-01", "2023-GT-02", "2023-ST-01", "2023-ST-02", "2023-ST-03", "2023-ST-04",
+             "2023-SB-01", "2023-SB-02", "2023-SB-03", "2023-SB-04", "2023-SB-05", "2023-SB-06"]
+
+
+def counts(url: str) -> dict[str, int]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        result = {m.__tablename__: conn.scalar(select(func.count()).select_from(m))
+                  for m in (Package, SheetRow, ExpenseLine, FindingRow)}
+    engine.dispose()
+    return result
+
+
+def test_clean_year_is_accepted_and_rerun_changes_nothing(clean, inbox, database_url, run_etl, tmp_path):
+    for code in ALL_CODES[:-1]:
+        put(inbox, clean(code))
+    before = tree_digest(inbox)
+
+    first = run_etl(inbox, database_url, tmp_path / "first")
+    stored = counts(database_url)
+    second = run_etl(inbox, database_url, tmp_path / "second")
+
+    assert tree_digest(inbox) == before  # byte-identical, same mtimes, nothing added
+    assert first.issues.empty, first.issues.to_string()
+    by_code = first.projects.set_index("project_code")
+    assert list(first.projects.project_code) == sorted(ALL_CODES)
+    assert (by_code.loc[ALL_CODES[:-1], "status"] == "accepted").all()
+    assert by_code.at[ALL_CODES[-1], "status"] == "missing" and by_code.at[ALL_CODES[-1], "package"] == ""
+    assert by_code.at["2023-GT-01", "received_at"].endswith("+08:00")
+    assert stored["package"] == 11 and stored["expense_line"] > 100
+    # Idempotent: the same database holds the same rows and the exports are byte-identical.
+    assert counts(database_url) == stored
+    for name in ("projects.csv", "issues.csv"):
+        assert (first.dir / name).read_bytes() == (second.dir / name).read_bytes()
+
+
+def test_exports_are_utf8_with_bom_and_contract_columns(clean, inbox, sqlite_url, run_etl):
+    put(inbox, clean("2023-ST-01"))
+    run = run_etl(inbox, sqlite_url)
+    raw = (run.dir / "projects.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    assert list(run.projects.columns) == ["year", "project_code", "level", "type", "host_unit", "project_name",
+                                          "package", "received_at", "late", "status", "fatal_count", "warning_count"]
+    assert list(run.issues.columns) == ["year", "project_code", "package", "rule_id", "severity", "sheet", "row",
+                                        "column", "value", "message"]
+
+
+def test_messy_but_valid_package_is_accepted(clean, inbox, sqlite_url, run_etl):
+    spec = clean("2023-ST-02")
+    expenses = spec.sheets["经费支出"]
+    expenses[0] = ["序号", "支出日期", "支出科目", "经费来源", "金额\n（元）", "收款单位", "凭证 号", "摘要"]
+    for i, row in enumerate(expenses[1:-1], start=1):
+        amount = row[4]
+        row[4] = [f"¥{amount:,.2f}", f"{amount}".translate(str.maketrans("0123456789.", "０１２３４５６７８９．")),
+                  str(amount)][i % 3]
+        row[1] = [f"{row[1]:%Y年%-m月%-d日}", f"{row[1]:%Y/%-m/%-d}", f"{row[1]:%Y.%m.%d}"][i % 3]
+    expenses.insert(3, [None] * 8)
+    expenses.append(["注：金额单位为元，凭证号为记账凭证编号。"])
+    spec.sheets["基本信息"][1][1] = " 2023－st－02 "  # code typed with full-width dash and spaces
+    put(inbox, spec)
+    run = run_etl(inbox, sqlite_url)
+    assert run.findings(package=spec.name).empty, run.issues.to_string()
+    assert run.status("2023-ST-02") == "accepted"
+
+
+def test_gbk_names_folder_and_csv_packages(clean, inbox, sqlite_url, run_etl):
+    gbk = clean("2023-GT-01")
+    gbk.gbk_names = True
+    folder = clean("2023-ST-03")
+    folder.as_zip = False
+    folder.name = "环境监测中心材料"
+    csv = clean("2023-SB-01")
+    csv.expenses_csv = "gbk"
+    for spec in (gbk, folder, csv):
+        put(inbox, spec)
+    run = run_etl(inbox, sqlite_url)
+    assert run.issues.empty, run.issues.to_string()
+    assert {run.status(c) for c in ("2023-GT-01", "2023-ST-03", "2023-SB-01")} == {"accepted"}
+
+
+def test_newest_package_is_in_use_and_older_is_superseded(clean, inbox, database_url, run_etl):
+    old = clean("2023-ST-04")
+    old.name = "超算中心-初稿.zip"
+    old.sheets["经费支出"][2][2] = "设备购置费"  # the first version was wrong…
+    new = clean("2023-ST-04", seed=3)
+    new.name = "超算中心-更正.zip"
+    new.modified_at = old.modified_at.replace(day=old.modified_at.day + 1)
+    put(inbox, old)
+    put(inbox, new)
+    run = run_etl(inbox, database_url)
+    assert run.status("2023-ST-04") == "accepted"  # …the correction is what counts
+    assert run.projects.set_index("project_code").at["2023-ST-04", "package"] == "超算中心-更正.zip"
+    superseded = run.findings(package="超算中心-初稿.zip")
+    assert set(superseded.rule_id) == {"S004", "P007"}  # its history stays visible
+    assert "超算中心-更正.zip" in superseded[superseded.rule_id == "P007"].iloc[0].message
+
+
+def test_a_late_package_is_picked_up_by_the_next_run(clean, inbox, sqlite_url, run_etl, tmp_path):
+    put(inbox, clean("2023-GT-02"))
+    first = run_etl(inbox, sqlite_url)
+    assert first.status("2023-SB-02") == "missing"
+    put(inbox, clean("2023-SB-02"))
+    second = run_etl(inbox, sqlite_url)
+    assert second.status("2023-SB-02") == "accepted"
+    assert counts(sqlite_url)["package"] == 2  # the first package was not ingested twice
