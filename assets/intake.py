@@ -16,10 +16,12 @@ from sqlalchemy import Engine
 from adapters.inbox import (
     PackageError,
     PackageRef,
+    OpenedPackage,
     UnsafePackage,
     check_extension,
     discover_packages,
     open_package,
+    open_quarantined,
     sniff,
 )
 from adapters.registry import YearRegistry, normalize_code
@@ -46,7 +48,9 @@ class IntakeResult:
     workbook: bytes | None = None
     expenses_csv_member: str = ""
     expenses_csv: bytes | None = None
-    declared_code: str = ""
+    declared_code: str = ""  # 项目编号 as typed
+    declared_code_row: int | None = None
+    declared_code_header: str = "项目编号"
     declared_unit: str = ""
 
     def refuse(self, finding: Finding) -> None:
@@ -58,43 +62,70 @@ def read_package(ref: PackageRef) -> IntakeResult:
     result = IntakeResult(ref)
     try:
         with open_package(ref) as package:
-            for member in package.members:
-                head = package.head(member.path)
-                result.files.append(dict(path=member.path, size=member.size, content_type=sniff(head) or ""))
-                check = check_extension(member.path, head)
-                # An empty file is the materials rules' business (M001–M003 say which one is empty).
-                if member.size and not check.ok:
-                    result.findings.append(make_finding("M005", value=member.path, actual=check.actual_zh,
-                                                        expected=check.expected_zh))
-            workbooks = [m for m in package.members if m.path.lower().endswith(WORKBOOK_SUFFIXES)]
-            if len(workbooks) != 1:
-                names = "、".join(m.path for m in workbooks)
-                detail = "没有工作簿" if not workbooks else f"有 {len(workbooks)} 个工作簿（{names}）"
-                result.refuse(make_finding("P002", detail=detail))
-                return result
-            result.workbook_member = workbooks[0].path
-            result.workbook = package.read(workbooks[0].path)
-            csv = next((m for m in package.members if PurePosixPath(m.path).name == EXPENSES_CSV_NAME), None)
-            if csv is not None:
-                result.expenses_csv_member, result.expenses_csv = csv.path, package.read(csv.path)
+            _read_members(package, result)
     except UnsafePackage as problem:
         result.refuse(make_finding("P004", detail=problem.detail_zh))
+        _identify_refused(ref, result)
         return result
     except PackageError as problem:
         result.refuse(make_finding("P001", detail=problem.detail_zh))
         return result
-    _read_workbook_identity(result)
+    if result.workbook is not None:
+        _read_workbook(result, check_sheets=True)
     return result
 
 
-def _read_workbook_identity(result: IntakeResult) -> None:
-    """Check the workbook opens and has the required sheets; read the project it names."""
+def _read_members(package: OpenedPackage, result: IntakeResult) -> None:
+    """List every file (hash, content type, M005), pick the one workbook (P002) and the CSV."""
+    for member in package.members:
+        head = package.head(member.path)
+        result.files.append(dict(path=member.path, size=member.size, sha256=package.sha256(member.path),
+                                 content_type=sniff(head) or ""))
+        check = check_extension(member.path, head)
+        # An empty file is the materials rules' business (M001–M003 say which one is empty).
+        if member.size and not check.ok:
+            result.findings.append(make_finding("M005", value=member.path, actual=check.actual_zh,
+                                                expected=check.expected_zh))
+    workbooks = _workbooks(package)
+    if len(workbooks) != 1:
+        names = "、".join(m.path for m in workbooks)
+        detail = "没有工作簿" if not workbooks else f"有 {len(workbooks)} 个工作簿（{names}）"
+        result.refuse(make_finding("P002", detail=detail))
+        return
+    result.workbook_member = workbooks[0].path
+    result.workbook = package.read(workbooks[0].path)
+    csv = next((m for m in package.members if PurePosixPath(m.path).name == EXPENSES_CSV_NAME), None)
+    if csv is not None:
+        result.expenses_csv_member, result.expenses_csv = csv.path, package.read(csv.path)
+
+
+def _workbooks(package: OpenedPackage) -> list:
+    return [m for m in package.members if m.path.lower().endswith(WORKBOOK_SUFFIXES)]
+
+
+def _identify_refused(ref: PackageRef, result: IntakeResult) -> None:
+    """A refused archive whose workbook can still be read safely names its project (outputs.md),
+    so the refusal reaches the right unit and supersedes or is superseded like any version."""
+    try:
+        with open_quarantined(ref) as package:
+            workbooks = _workbooks(package)
+            if len(workbooks) == 1:
+                result.workbook_member = workbooks[0].path
+                result.workbook = package.read(workbooks[0].path)
+    except PackageError:
+        return
+    if result.workbook is not None:
+        _read_workbook(result, check_sheets=False)
+
+
+def _read_workbook(result: IntakeResult, *, check_sheets: bool) -> None:
+    """Check the workbook opens and has the required sheets (P001, P003); read the project it names."""
     try:
         book = Workbook(result.workbook)
     except UnreadableWorkbook:
         result.refuse(make_finding("P001", detail=f"工作簿“{result.workbook_member}”无法打开"))
         return
-    for sheet in REQUIRED_SHEETS:
+    for sheet in REQUIRED_SHEETS if check_sheets else ():
         if book.find_sheet(sheet) is None and not (sheet == EXPENSES.name and result.expenses_csv is not None):
             result.refuse(make_finding("P003", sheet=sheet))
     basic_sheet = book.find_sheet(BASIC_INFO.name)
@@ -102,7 +133,9 @@ def _read_workbook_identity(result: IntakeResult) -> None:
         return
     basic = parse_key_value(book.grid(basic_sheet), BASIC_INFO, basic_sheet)
     values = basic.frame.iloc[0]
-    result.declared_code = normalize_code(values.get("project_code", ""))
+    result.declared_code = str(values.get("project_code", "") or "")
+    result.declared_code_row = basic.rows.get("project_code")
+    result.declared_code_header = basic.headers.get("project_code", "项目编号")
     result.declared_unit = str(values.get("host_unit", "") or "")
 
 
@@ -133,14 +166,15 @@ def _assign(conn, registry: YearRegistry) -> int:
     """Route each package to the project its 项目编号 names; an unknown code is P005 (no project)."""
     changed, unknown, assigned = {}, [], 0
     for package in store.year_packages(conn, registry.year):
-        project = registry.project(package.declared_code) if package.declared_code else None
+        project = registry.project(package.declared_code) if package.declared_code.strip() else None
         code = project.code if project else None
         assigned += code is not None
         if code != package.project_code:
             changed[package.id] = code
         if project is None and package.intake_status == "readable":
-            finding = make_finding("P005", sheet=BASIC_INFO.name, column="项目编号", value=package.declared_code,
-                                   year=registry.year)
+            finding = make_finding("P005", sheet=BASIC_INFO.name, row=package.declared_code_row,
+                                   column=package.declared_code_header,
+                                   value=package.declared_code, year=registry.year)
             unknown.append(store.finding_row(registry.year, package.id, None, finding))
     store.assign_projects(conn, changed)
     store.replace_findings(conn, "routing", unknown, year=registry.year, unassigned=True)
@@ -154,7 +188,8 @@ def _package_row(year: int, result: IntakeResult) -> dict:
     return dict(
         year=year, name=ref.name, kind=ref.kind, sha256=ref.sha256, size=ref.size,
         modified_at=ref.modified_at.astimezone(timezone.utc).replace(tzinfo=None), mtime_ns=ref.cache_key[2],
-        ingested_at=store.utcnow(), declared_code=result.declared_code, declared_unit=result.declared_unit,
+        ingested_at=store.utcnow(), declared_code=result.declared_code, declared_code_row=result.declared_code_row,
+        declared_code_header=result.declared_code_header, declared_unit=result.declared_unit,
         intake_status=result.status, workbook_member=result.workbook_member, workbook=result.workbook,
         expenses_csv=result.expenses_csv, expenses_csv_member=result.expenses_csv_member,
     )

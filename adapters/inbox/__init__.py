@@ -11,6 +11,7 @@ from adapters.inbox.packages import (
     UnsafePackage,
     discover_packages,
     open_package,
+    open_quarantined,
 )
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "check_extension",
     "discover_packages",
     "open_package",
+    "open_quarantined",
     "sniff",
 ]

@@ -81,7 +81,9 @@ class Package(Base):
     received_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # operator override, UTC
     ingested_at: Mapped[datetime] = mapped_column(DateTime)
     # What the workbook says (as typed, normalised); the project is assigned from the registry each run.
-    declared_code: Mapped[str] = mapped_column(String(64), default="")
+    declared_code: Mapped[str] = mapped_column(String(64), default="")  # 项目编号 as typed
+    declared_code_row: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its 基本信息 row
+    declared_code_header: Mapped[str] = mapped_column(String(64), default="项目编号")  # the key as typed
     declared_unit: Mapped[str] = mapped_column(String(300), default="")
     project_code: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     # "refused": intake found a fatal package-level problem; "readable": the sheets can be validated.
@@ -101,6 +103,7 @@ class PackageFile(Base):
     package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), primary_key=True)
     path: Mapped[str] = mapped_column(String(1000), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
     content_type: Mapped[str] = mapped_column(String(16), default="")
 
 
@@ -149,3 +152,33 @@ class FindingRow(Base):
     column: Mapped[str] = mapped_column(String(200), default="")
     value: Mapped[str] = mapped_column(Text, default="")
     message: Mapped[str] = mapped_column(Text)
+
+
+class NationalFiling(Base):
+    """The outbox of the national system: one row per project, year and report version.
+
+    Written before anything is sent (so a crash loses nothing), then advanced by the sync step:
+    pending -> filed (receipt held) -> accepted | returned; or refused (4xx, reason kept); or
+    dry_run (built, never sent). A changed report is a new version sent as a correction of the
+    previous version's filing, never a second filing.
+    """
+
+    __tablename__ = "national_filing"
+    __table_args__ = (UniqueConstraint("year", "project_code", "content_hash"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    year: Mapped[int] = mapped_column(Integer)
+    project_code: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    payload: Mapped[str] = mapped_column(Text)  # the report as JSON (UTF-8, Chinese as is)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    receipt_no: Mapped[str] = mapped_column(String(64), default="")
+    corrects_receipt_no: Mapped[str] = mapped_column(String(64), default="")
+    server_time: Mapped[str] = mapped_column(String(64), default="")
+    raw_response: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)

@@ -70,7 +70,8 @@ def insert_package(conn: Connection, values: dict, files: Sequence[dict]) -> int
 def year_packages(conn: Connection, year: int) -> list:
     """The year's package versions without their blobs (routing needs only what they declare)."""
     return conn.execute(
-        select(Package.id, Package.declared_code, Package.project_code, Package.intake_status)
+        select(Package.id, Package.declared_code, Package.declared_code_row,
+               Package.declared_code_header, Package.project_code, Package.intake_status)
         .where(Package.year == year)
         .order_by(Package.id)
     ).all()

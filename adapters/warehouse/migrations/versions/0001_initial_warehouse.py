@@ -35,6 +35,8 @@ def upgrade() -> None:
     sa.Column('received_at', sa.DateTime(), nullable=True),
     sa.Column('ingested_at', sa.DateTime(), nullable=False),
     sa.Column('declared_code', sa.String(length=64), nullable=False),
+    sa.Column('declared_code_row', sa.Integer(), nullable=True),
+    sa.Column('declared_code_header', sa.String(length=64), nullable=False),
     sa.Column('declared_unit', sa.String(length=300), nullable=False),
     sa.Column('project_code', sa.String(length=32), nullable=True),
     sa.Column('intake_status', sa.String(length=16), nullable=False),
@@ -106,10 +108,37 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_finding_package_id'), ['package_id'], unique=False)
         batch_op.create_index('ix_finding_year_project', ['year', 'project_code'], unique=False)
 
+    op.create_table('national_filing',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('year', sa.Integer(), nullable=False),
+    sa.Column('project_code', sa.String(length=32), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('package_id', sa.Integer(), nullable=False),
+    sa.Column('content_hash', sa.String(length=64), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=128), nullable=False),
+    sa.Column('payload', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('receipt_no', sa.String(length=64), nullable=False),
+    sa.Column('corrects_receipt_no', sa.String(length=64), nullable=False),
+    sa.Column('server_time', sa.String(length=64), nullable=False),
+    sa.Column('raw_response', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['package_id'], ['package.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('idempotency_key'),
+    sa.UniqueConstraint('year', 'project_code', 'content_hash')
+    )
+    with op.batch_alter_table('national_filing', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_national_filing_status'), ['status'], unique=False)
+
     op.create_table('package_file',
     sa.Column('package_id', sa.Integer(), nullable=False),
     sa.Column('path', sa.String(length=1000), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('content_type', sa.String(length=16), nullable=False),
     sa.ForeignKeyConstraint(['package_id'], ['package.id'], ),
     sa.PrimaryKeyConstraint('package_id', 'path')
@@ -134,6 +163,10 @@ def downgrade() -> None:
 
     op.drop_table('sheet_row')
     op.drop_table('package_file')
+    with op.batch_alter_table('national_filing', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_national_filing_status'))
+
+    op.drop_table('national_filing')
     with op.batch_alter_table('finding', schema=None) as batch_op:
         batch_op.drop_index('ix_finding_year_project')
         batch_op.drop_index(batch_op.f('ix_finding_package_id'))
