@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 from sqlalchemy import Engine
 
+from adapters.fee_caps import FeeCaps, load_fee_caps
 from adapters.registry import YearRegistry, load_year
 from adapters.warehouse.engine import connect, database_url, upgrade
 
@@ -60,3 +61,12 @@ class RegistryResource(dg.ConfigurableResource):
 
     def year(self, year: int) -> YearRegistry:
         return load_year(year, self.path or None)
+
+
+class FeeCapsResource(dg.ConfigurableResource):
+    """The fee caps data file for R008 (empty path means $ETL_FEE_CAPS or data/rules/fee_caps.yaml)."""
+
+    path: str = ""
+
+    def load(self) -> list[FeeCaps]:
+        return load_fee_caps(self.path or None)

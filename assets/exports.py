@@ -17,8 +17,13 @@ from adapters.resources import ExportResource, RegistryResource, WarehouseResour
 from adapters.warehouse import store
 from assets.overview import project_overview
 from assets.partitions import years_of_run
-from assets.validation import package_validation
+from assets.reconciliation import reconciliation
+from schemas.values import fen_to_yuan
 
+RECONCILIATION_COLUMNS = ["year", "project_code", "funding_source", "granted", "spent", "balance", "refund_to",
+                          "refund_declared", "status",
+                          # added after the contract's columns: what the unit declared, for the operator
+                          "declared_total", "audited_total", "refund_to_declared", "package"]
 ISSUE_COLUMNS = ["year", "project_code", "package", "rule_id", "severity", "sheet", "row", "column", "value", "message"]
 
 
@@ -38,27 +43,49 @@ def issues_table(engine: Engine, year: int) -> pd.DataFrame:
     return frame.fillna({"project_code": "", "package": ""})
 
 
+def reconciliation_table(engine: Engine, year: int) -> pd.DataFrame:
+    """reconciliation.csv: money as plain decimals with exactly two places, computed in fen."""
+    with engine.connect() as conn:
+        rows = store.reconciliation(conn, year)
+        names = {p.id: p.name for p in store.package_versions(conn, year)}
+
+    def money(fen: int | None) -> str:
+        return "" if fen is None else fen_to_yuan(fen)
+
+    return pd.DataFrame(
+        [dict(year=year, project_code=r.project_code, funding_source=r.funding_source, granted=money(r.granted_fen),
+              spent=money(r.spent_fen), balance=money(r.balance_fen), refund_to=r.refund_to,
+              refund_declared=money(r.refund_declared_fen), status=r.status,
+              declared_total=money(r.declared_total_fen), audited_total=money(r.audited_total_fen),
+              refund_to_declared=r.refund_to_declared, package=names.get(r.package_id, "")) for r in rows],
+        columns=RECONCILIATION_COLUMNS,
+    )
+
+
 def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path) -> dict[str, Path | pd.DataFrame]:
     with engine.connect() as conn:
         projects = project_overview(conn, registry)
     issues = issues_table(engine, registry.year)
+    money = reconciliation_table(engine, registry.year)
     return {
         "projects": projects,
         "issues": issues,
+        "reconciliation": money,
         "projects_csv": write_csv(projects, out_dir / "projects.csv"),
         "issues_csv": write_csv(issues, out_dir / "issues.csv"),
+        "reconciliation_csv": write_csv(money, out_dir / "reconciliation.csv"),
     }
 
 
-@dg.asset(deps=[package_validation], group_name="reports", kinds={"csv"})
+@dg.asset(deps=[reconciliation], group_name="reports", kinds={"csv"})
 def year_exports(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     registry: RegistryResource,
     exports: ExportResource,
 ) -> dg.MaterializeResult:
-    """年度导出文件：projects.csv（每个立项项目的状态）与 issues.csv（全部问题清单），
-    写入 <导出目录>/<年度>/，供市人社局专技处查阅。"""
+    """年度导出文件：projects.csv（每个立项项目的状态）、issues.csv（全部问题清单）、
+    reconciliation.csv（按项目和经费来源的对账），写入 <导出目录>/<年度>/，供市人社局专技处查阅。"""
     metadata: dict[str, dg.MetadataValue] = {}
     for year in years_of_run(context):
         written = write_year_exports(warehouse.engine(), registry.year(year), exports.year_dir(year))
@@ -69,5 +96,6 @@ def year_exports(
         metadata[f"{year} 问题数（按规则）"] = dg.MetadataValue.md(by_rule.to_markdown(index=False) if len(by_rule) else "无")
         metadata[f"{year} projects.csv"] = dg.MetadataValue.path(str(written["projects_csv"].resolve()))
         metadata[f"{year} issues.csv"] = dg.MetadataValue.path(str(written["issues_csv"].resolve()))
+        metadata[f"{year} reconciliation.csv"] = dg.MetadataValue.path(str(written["reconciliation_csv"].resolve()))
         context.log.info(f"exports for {year}: {by_status}, {len(issues)} findings")
     return dg.MaterializeResult(metadata=metadata)

@@ -30,6 +30,8 @@ class ParsedSheet:
     typed_name: str  # the sheet's name as the unit typed it
     frame: pd.DataFrame  # one row per data row, index = Excel row; one text column per field found
     headers: dict[str, str] = field(default_factory=dict)  # field -> header as typed
+    columns: dict[str, int] = field(default_factory=dict)  # field -> 0-based column of its cells
+    header_row: int | None = None  # Excel row of the header (tables)
     rows: dict[str, int] = field(default_factory=dict)  # key-value sheets: field -> Excel row
     total: tuple[int, str] | None = None  # the 合计 row: (Excel row, amount as typed)
 
@@ -99,7 +101,8 @@ def parse_table(grid: Grid, layout: SheetLayout, typed_name: str) -> ParsedSheet
     data = body.loc[(counts > 0) & ~lone_note, mapped_cols].rename(columns=mapping)
     data.index.name = "excel_row"
     headers = {f: cells.at[header_row, col] for col, f in mapping.items()}
-    return ParsedSheet(layout, typed_name, data, headers=headers, total=total)
+    columns = {f: int(col) for col, f in mapping.items()}
+    return ParsedSheet(layout, typed_name, data, headers=headers, columns=columns, header_row=int(header_row), total=total)
 
 
 def _find_header(cells: pd.DataFrame, layout: SheetLayout) -> tuple[int | None, dict[int, str]]:
@@ -132,7 +135,8 @@ def parse_key_value(grid: Grid, layout: SheetLayout, typed_name: str) -> ParsedS
         headers[column.field] = key
         rows[column.field] = excel_row
     frame = pd.DataFrame([values], index=pd.Index([0], name="excel_row"), dtype=object)
-    return ParsedSheet(layout, typed_name, frame, headers=headers, rows=rows)
+    # Values sit in column B, beside their field's name.
+    return ParsedSheet(layout, typed_name, frame, headers=headers, columns={f: 1 for f in values}, rows=rows)
 
 
 def parse_sheet(grid: Grid, layout: SheetLayout, typed_name: str) -> ParsedSheet:

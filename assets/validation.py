@@ -224,16 +224,23 @@ def validate_projects(engine: Engine, registry: YearRegistry, codes: list[str]) 
         store.replace_parsed_rows(
             conn,
             all_ids,
-            [r for sheet_rows, _ in parsed_rows.values() for r in sheet_rows],
-            [r for _, lines in parsed_rows.values() for r in lines],
+            [r for found, _, _ in parsed_rows.values() for r in found],
+            [r for _, sheet_rows, _ in parsed_rows.values() for r in sheet_rows],
+            [r for _, _, lines in parsed_rows.values() for r in lines],
         )
     for code, info in summary.items():
         info["findings"] = sum(len(schema.get(p.id, [])) + len(extra.get(p.id, [])) for p in versions[code])
     return summary
 
 
-def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[list[dict], list[dict]]:
-    """Every parsed row, traceable to package, sheet and Excel row: expenses typed, the rest as typed."""
+def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[list[dict], list[dict], list[dict]]:
+    """Every parsed row, traceable to package, sheet and Excel row: expenses typed, the rest as typed;
+    and each sheet's name and headers as the unit typed them, with their positions."""
+    found = [
+        dict(package_id=package_id, sheet=name, typed_name=sheet.typed_name, header_row=sheet.header_row,
+             headers=json.dumps({f: [sheet.headers[f], sheet.columns.get(f)] for f in sheet.headers}, ensure_ascii=False))
+        for name, sheet in sheets.items()
+    ]
     sheet_rows: list[dict] = []
     for name, sheet in sheets.items():
         if name == EXPENSES.name:
@@ -263,7 +270,7 @@ def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[lis
         typed["amount_fen"] = typed["amount_fen"].astype(object).where(typed["amount_fen"].notna(), None)
         typed["spent_on"] = typed["spent_on"].astype(object).where(typed["spent_on"].notna(), None)
         lines = typed.to_dict("records")
-    return sheet_rows, lines
+    return found, sheet_rows, lines
 
 
 

@@ -6,12 +6,13 @@ import os
 
 import dagster as dg
 
-from adapters.resources import ExportResource, InboxResource, RegistryResource, WarehouseResource
+from adapters.resources import ExportResource, FeeCapsResource, InboxResource, RegistryResource, WarehouseResource
 from assets.exports import year_exports
 from assets.intake import package_intake
+from assets.reconciliation import reconciliation
 from assets.validation import package_validation
 
-ASSETS = [package_intake, package_validation, year_exports]
+ASSETS = [package_intake, package_validation, reconciliation, year_exports]
 
 # The year's whole pipeline. Launched over a range of project partitions it is a single run
 # (the stage assets have a single-run backfill policy), whatever the number of projects.
@@ -19,7 +20,7 @@ year_job = dg.define_asset_job(
     "year_job",
     selection=ASSETS,
     executor_def=dg.in_process_executor,
-    description="年度流水线：收件 → 校验 → 导出。",
+    description="年度流水线：收件 → 校验 → 对账 → 导出。",
 )
 
 
@@ -32,6 +33,7 @@ def build_resources(
         "exports": ExportResource(path=exports or os.environ.get("ETL_EXPORT_DIR", "exports")),
         "warehouse": WarehouseResource(database_url=database_url or os.environ.get("ETL_DATABASE_URL", "")),
         "registry": RegistryResource(path=registry or os.environ.get("ETL_REGISTRY_DIR", "")),
+        "fee_caps": FeeCapsResource(path=os.environ.get("ETL_FEE_CAPS", "")),
     }
 
 

@@ -26,8 +26,7 @@ def _key(package, rule_id, sheet, row):
 def test_findings_are_exactly_the_planted_defects(sample_run):
     run, expected = sample_run
     found = {_key(*r) for r in run.issues[["package", "rule_id", "sheet", "row"]].itertuples(index=False)}
-    # Money (R) and time (T) rules belong to the reconciliation stage, not built yet.
-    assert found == {_key(*e) for e in expected if e[1][0] not in "RT"}
+    assert found == {_key(*e) for e in expected}
 
 
 def test_every_rule_of_the_spine_appears(sample_run):

@@ -107,6 +107,18 @@ class PackageFile(Base):
     content_type: Mapped[str] = mapped_column(String(16), default="")
 
 
+class PackageSheet(Base):
+    """A template sheet as found in a package: its name and headers as typed, and where they are,
+    so findings quote the unit's own words and the feedback copy can mark the unit's own cells."""
+
+    __tablename__ = "package_sheet"
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), primary_key=True)
+    sheet: Mapped[str] = mapped_column(String(64), primary_key=True)  # the template's name
+    typed_name: Mapped[str] = mapped_column(String(200))
+    header_row: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None for key-value sheets
+    headers: Mapped[str] = mapped_column(Text)  # JSON: field -> [header as typed, 0-based column]
+
+
 class SheetRow(Base):
     """A parsed row of any sheet but 经费支出, as typed (canonical field -> text), for traceability."""
 
@@ -182,3 +194,22 @@ class NationalFiling(Base):
     raw_response: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ReconciliationRow(Base):
+    """Granted against spent for one project, year and funding source (reconciliation.csv)."""
+
+    __tablename__ = "reconciliation"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    funding_source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    package_id: Mapped[int | None] = mapped_column(ForeignKey("package.id"), nullable=True)
+    granted_fen: Mapped[int] = mapped_column(BigInteger)
+    spent_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # NULL: unreconciled
+    balance_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    refund_to: Mapped[str] = mapped_column(String(32), default="")
+    refund_declared_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    refund_to_declared: Mapped[str] = mapped_column(String(64), default="")
+    declared_total_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    audited_total_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))

@@ -6,20 +6,23 @@ wrote for it before inserting again, so every run is idempotent.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from adapters.registry import YearRegistry
+from adapters.registry import FUNDING_SOURCES, YearRegistry
 from adapters.warehouse.models import (
     ExpenseLine,
     FindingRow,
     GrantRule,
     Package,
     PackageFile,
+    PackageSheet,
     ProgramYear,
     Project,
+    ReconciliationRow,
     SheetRow,
 )
 
@@ -116,10 +119,13 @@ def finding_row(year: int, package_id: int | None, project_code: str | None, fin
 
 def replace_findings(
     conn: Connection, stage: str, rows: Iterable[dict], *, package_ids: Sequence[int] = (), year: int | None = None,
-    project_codes: Sequence[str] = (), unassigned: bool = False,
+    project_codes: Sequence[str] = (), unassigned: bool = False, whole_year: bool = False,
 ) -> None:
-    """Delete the stage's findings for these packages (or projects of a year), then insert `rows`."""
+    """Delete the stage's findings for these packages (or projects of a year, or the whole year),
+    then insert `rows`."""
     where = [FindingRow.stage == stage]
+    if whole_year:
+        conn.execute(delete(FindingRow).where(*where, FindingRow.year == year))
     if package_ids:
         conn.execute(delete(FindingRow).where(*where, FindingRow.package_id.in_(list(package_ids))))
     if project_codes:
@@ -131,10 +137,14 @@ def replace_findings(
         conn.execute(insert(FindingRow), rows)
 
 
-def replace_parsed_rows(conn: Connection, package_ids: Sequence[int], sheet_rows: list[dict], expense_lines: list[dict]) -> None:
+def replace_parsed_rows(
+    conn: Connection, package_ids: Sequence[int], sheets: list[dict], sheet_rows: list[dict], expense_lines: list[dict]
+) -> None:
     ids = list(package_ids)
-    conn.execute(delete(SheetRow).where(SheetRow.package_id.in_(ids)))
-    conn.execute(delete(ExpenseLine).where(ExpenseLine.package_id.in_(ids)))
+    for table in (PackageSheet, SheetRow, ExpenseLine):
+        conn.execute(delete(table).where(table.package_id.in_(ids)))
+    if sheets:
+        conn.execute(insert(PackageSheet), sheets)
     if sheet_rows:
         conn.execute(insert(SheetRow), sheet_rows)
     if expense_lines:
@@ -163,3 +173,35 @@ def set_finding_projects(conn: Connection, year: int, assignments: dict[int, str
         conn.execute(
             update(FindingRow).where(FindingRow.year == year, FindingRow.package_id == package_id).values(project_code=code)
         )
+
+
+def fatal_package_ids(conn: Connection, package_ids: Sequence[int], stages: Sequence[str]) -> set[int]:
+    """Which of these packages have a fatal finding from one of these stages."""
+    rows = conn.execute(
+        select(FindingRow.package_id).distinct()
+        .where(FindingRow.package_id.in_(list(package_ids)), FindingRow.stage.in_(list(stages)),
+               FindingRow.severity == "fatal")
+    )
+    return {pid for (pid,) in rows}
+
+
+def replace_reconciliation(conn: Connection, year: int, codes: Sequence[str], rows: list[dict]) -> None:
+    conn.execute(delete(ReconciliationRow).where(ReconciliationRow.year == year,
+                                                 ReconciliationRow.project_code.in_(list(codes))))
+    if rows:
+        conn.execute(insert(ReconciliationRow), rows)
+
+
+def reconciliation(conn: Connection, year: int) -> list:
+    """The year's reconciliation rows, by project, sources in the notice's order."""
+    rows = conn.execute(select(ReconciliationRow).where(ReconciliationRow.year == year)).all()
+    return sorted(rows, key=lambda r: (r.project_code, FUNDING_SOURCES.index(r.funding_source)))
+
+
+def package_sheets(conn: Connection, package_ids: Sequence[int]) -> dict[tuple[int, str], dict]:
+    """(package id, template sheet) -> typed_name, header_row, headers {field: [typed, column]}."""
+    rows = conn.execute(select(PackageSheet).where(PackageSheet.package_id.in_(list(package_ids)))).all()
+    return {
+        (r.package_id, r.sheet): dict(typed_name=r.typed_name, header_row=r.header_row, headers=json.loads(r.headers))
+        for r in rows
+    }

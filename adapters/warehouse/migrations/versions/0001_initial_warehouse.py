@@ -143,6 +143,32 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['package_id'], ['package.id'], ),
     sa.PrimaryKeyConstraint('package_id', 'path')
     )
+    op.create_table('package_sheet',
+    sa.Column('package_id', sa.Integer(), nullable=False),
+    sa.Column('sheet', sa.String(length=64), nullable=False),
+    sa.Column('typed_name', sa.String(length=200), nullable=False),
+    sa.Column('header_row', sa.Integer(), nullable=True),
+    sa.Column('headers', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['package_id'], ['package.id'], ),
+    sa.PrimaryKeyConstraint('package_id', 'sheet')
+    )
+    op.create_table('reconciliation',
+    sa.Column('year', sa.Integer(), nullable=False),
+    sa.Column('project_code', sa.String(length=32), nullable=False),
+    sa.Column('funding_source', sa.String(length=16), nullable=False),
+    sa.Column('package_id', sa.Integer(), nullable=True),
+    sa.Column('granted_fen', sa.BigInteger(), nullable=False),
+    sa.Column('spent_fen', sa.BigInteger(), nullable=True),
+    sa.Column('balance_fen', sa.BigInteger(), nullable=True),
+    sa.Column('refund_to', sa.String(length=32), nullable=False),
+    sa.Column('refund_declared_fen', sa.BigInteger(), nullable=False),
+    sa.Column('refund_to_declared', sa.String(length=64), nullable=False),
+    sa.Column('declared_total_fen', sa.BigInteger(), nullable=True),
+    sa.Column('audited_total_fen', sa.BigInteger(), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.ForeignKeyConstraint(['package_id'], ['package.id'], ),
+    sa.PrimaryKeyConstraint('year', 'project_code', 'funding_source')
+    )
     op.create_table('sheet_row',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('package_id', sa.Integer(), nullable=False),
@@ -162,6 +188,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_sheet_row_package_id'))
 
     op.drop_table('sheet_row')
+    op.drop_table('reconciliation')
+    op.drop_table('package_sheet')
     op.drop_table('package_file')
     with op.batch_alter_table('national_filing', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_national_filing_status'))

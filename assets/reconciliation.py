@@ -1,0 +1,326 @@
+"""Reconciliation: per project and funding source, what was granted against what the package in
+use spent, the leftover to refund and to whom (notice §三), and the money rules R001–R007.
+
+Only a package with no fatal intake or validation finding is reconciled: its amounts are readable
+and its sources valid. A rejected package leaves its project `unreconciled` until it is corrected.
+All sums are integer fen.
+"""
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import dagster as dg
+import pandas as pd
+from sqlalchemy import Connection, Engine, func, select
+
+from adapters.fee_caps import FeeCaps
+from adapters.registry import REFUND_TO, RegisteredProject, YearRegistry
+from adapters.resources import FeeCapsResource, RegistryResource, WarehouseResource
+from adapters.warehouse import store
+from adapters.warehouse.models import ExpenseLine, SheetRow
+from assets.deadlines import after_completion_findings, late_findings, missing_findings
+from assets.fees import fee_findings
+from assets.partitions import project_year, projects_by_year, single_run
+from assets.validation import package_validation
+from schemas.findings import Finding, make_finding
+from schemas.layout import EXPENSES, LEFTOVER
+from schemas.values import fen_to_yuan, parse_amount
+
+
+@dataclass
+class LeftoverRow:
+    excel_row: int
+    funding_source: str
+    amount_fen: int | None
+    amount_typed: str
+    refund_to: str
+
+
+@dataclass
+class PackageMoney:
+    """What a package says about money, read back from the warehouse."""
+
+    package_id: int
+    spent: dict[str, int] = field(default_factory=dict)  # funding source -> fen
+    declared_total: tuple[int, str] | None = None  # the 合计 row: (Excel row, amount typed)
+    audited_total: tuple[int, str, str] | None = None  # (Excel row, header typed, amount typed)
+    leftovers: list[LeftoverRow] = field(default_factory=list)
+    leftover_sheet: str = ""  # the 结余说明 sheet's name as typed ("" when absent)
+    leftover_headers: dict[str, str] = field(default_factory=dict)  # field -> header typed
+    expense_sheet: str = EXPENSES.name
+    expense_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SourceLine:
+    """One row of reconciliation.csv."""
+
+    funding_source: str
+    granted: int
+    spent: int | None = None
+    refund_declared: int = 0
+    refund_to_declared: str = ""
+    status: str = "unreconciled"
+
+    @property
+    def balance(self) -> int | None:
+        return None if self.spent is None else self.granted - self.spent
+
+
+def load_money(conn: Connection, package_ids: list[int]) -> dict[int, PackageMoney]:
+    money = {pid: PackageMoney(pid) for pid in package_ids}
+    if not package_ids:
+        return money
+    sums = conn.execute(
+        select(ExpenseLine.package_id, ExpenseLine.funding_source, func.sum(ExpenseLine.amount_fen))
+        .where(ExpenseLine.package_id.in_(package_ids))
+        .group_by(ExpenseLine.package_id, ExpenseLine.funding_source)
+    )
+    for package_id, source, fen in sums:
+        money[package_id].spent[source] = int(fen or 0)
+    _add_sheet_names(conn, money)
+    rows = conn.execute(
+        select(SheetRow.package_id, SheetRow.sheet, SheetRow.excel_row, SheetRow.data)
+        .where(SheetRow.package_id.in_(package_ids), SheetRow.sheet.in_([EXPENSES.name, "基本信息", LEFTOVER.name]))
+        .order_by(SheetRow.package_id, SheetRow.excel_row)
+    )
+    for package_id, sheet, excel_row, data in rows:
+        values = json.loads(data)
+        target = money[package_id]
+        if sheet == EXPENSES.name and "declared_total" in values:
+            target.declared_total = (excel_row, values["declared_total"])
+        elif sheet == "基本信息" and values.get("field") == "audited_total":
+            target.audited_total = (excel_row, values["header"], values["value"])
+        elif sheet == LEFTOVER.name:
+            target.leftovers.append(LeftoverRow(
+                excel_row, str(values.get("funding_source", "")).strip(), _fen(values.get("amount", "")),
+                str(values.get("amount", "")), str(values.get("refund_to", "")).strip(),
+            ))
+    return money
+
+
+def _add_sheet_names(conn: Connection, money: dict[int, PackageMoney]) -> None:
+    """Sheet names and headers as the unit typed them, for the findings to quote."""
+    for (package_id, sheet), found in store.package_sheets(conn, list(money)).items():
+        headers = {f: typed for f, (typed, _) in found["headers"].items()}
+        if sheet == LEFTOVER.name:
+            money[package_id].leftover_sheet, money[package_id].leftover_headers = found["typed_name"], headers
+        elif sheet == EXPENSES.name:
+            money[package_id].expense_sheet, money[package_id].expense_headers = found["typed_name"], headers
+
+
+def _fen(typed: object) -> int | None:
+    fen = parse_amount(pd.Series([str(typed)]))["fen"].iloc[0]
+    return None if pd.isna(fen) else int(fen)
+
+
+def reconcile(project: RegisteredProject, registry: YearRegistry, money: PackageMoney | None) -> tuple[list[SourceLine], list[Finding]]:
+    """The project's rows of reconciliation.csv and its money findings (none when unreconciled)."""
+    lines = [SourceLine(source, granted) for source, granted in registry.grants_for(project).items()]
+    if money is None:
+        return lines, []
+    findings: list[Finding] = []
+    total_spent = sum(money.spent.values())
+    declared = {row.funding_source: row for row in money.leftovers}
+    for line in lines:
+        line.spent = money.spent.get(line.funding_source, 0)
+        leftover = declared.get(line.funding_source)
+        if leftover is not None:
+            line.refund_declared, line.refund_to_declared = leftover.amount_fen or 0, leftover.refund_to
+        findings += _source_findings(line, leftover, money)
+        line.status = "balanced" if line.balance == 0 else ("refund_due" if line.balance > 0 else "overspent")
+    findings += _total_findings(total_spent, money)
+    return lines, findings
+
+
+def _source_findings(line: SourceLine, leftover: LeftoverRow | None, money: PackageMoney) -> list[Finding]:
+    source, balance = line.funding_source, line.balance
+    refund_to = REFUND_TO[source]
+    if balance < 0:
+        return [make_finding("R001", source=source, amount=fen_to_yuan(-balance), granted=fen_to_yuan(line.granted),
+                             spent=fen_to_yuan(line.spent))]
+    findings = []
+    if balance > 0:
+        findings.append(make_finding("R006", source=source, amount=fen_to_yuan(balance), refund_to=refund_to))
+        if leftover is None:
+            findings.append(make_finding("R004", sheet=money.leftover_sheet, source=source, amount=fen_to_yuan(balance)))
+    if leftover is None:
+        return findings
+    place = dict(sheet=money.leftover_sheet or LEFTOVER.name, row=leftover.excel_row)
+    if leftover.amount_fen is not None and leftover.amount_fen != max(balance, 0):
+        detail = (f"结余说明填写结余 {fen_to_yuan(leftover.amount_fen)} 元，实际结余 {fen_to_yuan(balance)} 元")
+        findings.append(make_finding("R005", **place, column=money.leftover_headers.get("amount", "结余金额（元）"),
+                                     value=leftover.amount_typed, source=source, detail=detail))
+    if balance > 0 and leftover.refund_to != refund_to:
+        detail = f"结余应退回{refund_to}，结余说明填写的退回对象为“{leftover.refund_to}”"
+        findings.append(make_finding("R005", **place, column=money.leftover_headers.get("refund_to", "退回对象"),
+                                     value=leftover.refund_to, source=source, detail=detail))
+    return findings
+
+
+def _total_findings(total_spent: int, money: PackageMoney) -> list[Finding]:
+    findings = []
+    if money.audited_total is not None:
+        row, header, typed = money.audited_total
+        audited = _fen(typed)
+        if audited is not None and audited != total_spent:
+            findings.append(make_finding("R002", sheet="基本信息", row=row, column=header, value=typed,
+                                         spent=fen_to_yuan(total_spent), audited=fen_to_yuan(audited),
+                                         amount=fen_to_yuan(abs(audited - total_spent))))
+    if money.declared_total is not None:
+        row, typed = money.declared_total
+        declared = _fen(typed)
+        if declared is not None and declared != total_spent:
+            column = money.expense_headers.get("amount", EXPENSES.column("amount").header)
+            findings.append(make_finding("R003", sheet=money.expense_sheet, row=row, column=column, value=typed,
+                                         spent=fen_to_yuan(total_spent), declared=fen_to_yuan(declared),
+                                         amount=fen_to_yuan(abs(declared - total_spent))))
+    return findings
+
+
+def double_claims(
+    conn: Connection, in_use: dict[str, int], accepted: set[int], money: dict[int, PackageMoney]
+) -> list[tuple[int, str, Finding]]:
+    """R007: the same 凭证号 in two projects' packages in use. Each accepted package gets a warning
+    per line, naming the other projects, so both units are asked (or the first once it is accepted)."""
+    package_project = {pid: code for code, pid in in_use.items()}
+    rows = conn.execute(
+        select(ExpenseLine.package_id, ExpenseLine.excel_row, ExpenseLine.voucher_no)
+        .where(ExpenseLine.package_id.in_(list(package_project)), ExpenseLine.voucher_no != "")
+    ).all()
+    projects_by_voucher: dict[str, set[str]] = defaultdict(set)
+    for package_id, _, voucher in rows:
+        projects_by_voucher[voucher].add(package_project[package_id])
+    out = []
+    for package_id, excel_row, voucher in rows:
+        others = projects_by_voucher[voucher] - {package_project[package_id]}
+        if others and package_id in accepted:
+            sheet = money[package_id]
+            finding = make_finding("R007", sheet=sheet.expense_sheet, row=excel_row,
+                                   column=sheet.expense_headers.get("voucher_no", "凭证号"), value=voucher,
+                                   other="、".join(sorted(others)))
+            out.append((package_id, package_project[package_id], finding))
+    return out
+
+
+# Stages whose fatal findings keep a package from being reconciled (its money is not readable).
+_BEFORE_MONEY = ("intake", "routing", "validation")
+
+
+def reconcile_projects(engine: Engine, registry: YearRegistry, codes: list[str], caps: list[FeeCaps],
+                       now: datetime) -> dict[str, list[SourceLine]]:
+    """Reconcile the projects' packages in use, apply the money and time rules, store it all."""
+    year = registry.year
+    projects = [p for code in codes if (p := registry.project(code)) is not None]
+    with engine.begin() as conn:
+        versions = store.package_versions(conn, year, [p.code for p in projects])
+        in_use = {p.project_code: p for p in versions}  # oldest first, so the last one wins
+        fatal = store.fatal_package_ids(conn, [p.id for p in in_use.values()], _BEFORE_MONEY)
+        accepted = [p.id for p in in_use.values() if p.intake_status == "readable" and p.id not in fatal]
+        money = load_money(conn, accepted)
+        fees = fee_findings(conn, accepted, caps, {pid: m.expense_sheet for pid, m in money.items()},
+                            {pid: m.expense_headers for pid, m in money.items()})
+        teams = [p.id for p in versions if p.intake_status == "readable" and registry.project(p.project_code).type == "team"]
+        time_rules = {**late_findings(registry, versions)}
+        for pid, found in after_completion_findings(conn, registry, teams).items():
+            time_rules.setdefault(pid, []).extend(found)
+        missing = missing_findings(registry, projects, set(in_use), now)
+
+        table: dict[str, list[SourceLine]] = {}
+        money_rows, recon_rows = [], []
+        for project in projects:
+            package = in_use.get(project.code)
+            package_money = money.get(package.id) if package else None
+            lines, found = reconcile(project, registry, package_money)
+            table[project.code] = lines
+            found += fees.get(package.id, []) if package else []
+            money_rows += [store.finding_row(year, package.id, project.code, f) for f in found]
+            recon_rows += [_reconciliation_row(year, project.code, package, package_money, line) for line in lines]
+        time_rows = [store.finding_row(year, p.id, p.project_code, f) for p in versions for f in time_rules.get(p.id, [])]
+        time_rows += [store.finding_row(year, None, code, f) for code, found in missing.items() for f in found]
+
+        store.replace_reconciliation(conn, year, [p.code for p in projects], recon_rows)
+        store.replace_findings(conn, "reconciliation", money_rows, year=year, project_codes=[p.code for p in projects])
+        store.replace_findings(conn, "time", time_rows, year=year, project_codes=[p.code for p in projects])
+        _refresh_double_claims(conn, registry)
+    return table
+
+
+def _refresh_double_claims(conn: Connection, registry: YearRegistry) -> None:
+    """R007 looks across the whole year: a late package can make an earlier project's voucher a double."""
+    year = registry.year
+    newest = store.newest_packages(conn, year)
+    in_use = {code: p.id for code, p in newest.items()}
+    fatal = store.fatal_package_ids(conn, list(in_use.values()), _BEFORE_MONEY)
+    accepted = {p.id for p in newest.values() if p.intake_status == "readable"} - fatal
+    sheets = {pid: PackageMoney(pid) for pid in in_use.values()}
+    _add_sheet_names(conn, sheets)
+    rows = [store.finding_row(year, pid, code, f) for pid, code, f in double_claims(conn, in_use, accepted, sheets)]
+    store.replace_findings(conn, "double_claims", rows, year=year, whole_year=True)
+
+
+def _reconciliation_row(year: int, code: str, package, money: PackageMoney | None, line: SourceLine) -> dict:
+    audited = _fen(money.audited_total[2]) if money and money.audited_total else None
+    declared = _fen(money.declared_total[1]) if money and money.declared_total else None
+    balance = line.balance
+    return dict(
+        year=year, project_code=code, funding_source=line.funding_source,
+        package_id=package.id if package else None, granted_fen=line.granted, spent_fen=line.spent,
+        balance_fen=balance, refund_to=REFUND_TO[line.funding_source] if balance and balance > 0 else "",
+        refund_declared_fen=line.refund_declared, refund_to_declared=line.refund_to_declared,
+        declared_total_fen=declared, audited_total_fen=audited, status=line.status,
+    )
+
+
+MONEY_CHECK = "reconciled_only_accepted_packages"
+
+
+@dg.asset(
+    deps=[package_validation],
+    partitions_def=project_year,
+    backfill_policy=single_run,
+    group_name="reconciliation",
+    kinds={"python"},
+    check_specs=[dg.AssetCheckSpec(
+        MONEY_CHECK, asset="reconciliation", blocking=True,
+        description="对账只使用无致命问题的材料包：被退回材料包的金额不得进入对账和国家系统报告。")],
+)
+def reconciliation(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, registry: RegistryResource,
+    fee_caps: FeeCapsResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """对账：按项目和经费来源（部拨经费、市级配套、市级经费）核对拨付与支出，计算结余及退回对象
+    （部拨经费退人力资源社会保障部，市级经费退市人力资源社会保障局），检查超支、审计金额、合计行、
+    结余说明、重复凭证、专家咨询费/讲课费标准（R001–R008）和报送时间（T001–T003）。"""
+    engine = warehouse.engine()
+    now = datetime.now(timezone.utc)
+    money_table, findings = [], []
+    for year, codes in projects_by_year(context).items():
+        table = reconcile_projects(engine, registry.year(year), codes, fee_caps.load(), now)
+        money_table += [dict(项目=code, 经费来源=l.funding_source, 拨付=fen_to_yuan(l.granted),
+                             支出="" if l.spent is None else fen_to_yuan(l.spent),
+                             结余="" if l.balance is None else fen_to_yuan(l.balance), 状态=l.status)
+                        for code, lines in table.items() for l in lines]
+        with engine.connect() as conn:
+            findings += [f.rule_id for f in store.findings(conn, year)
+                         if f.project_code in table and f.rule_id[0] in "RT"]
+            misused = _reconciled_rejected(conn, year)
+    frame = pd.DataFrame(money_table)
+    yield dg.MaterializeResult(metadata={
+        "对账表": dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "无"),
+        "对账与时间问题（按规则）": dg.MetadataValue.json(pd.Series(findings).value_counts().sort_index().to_dict()),
+    })
+    yield dg.AssetCheckResult(
+        check_name=MONEY_CHECK, passed=not misused,
+        metadata={"使用了被退回材料包的项目": dg.MetadataValue.json(sorted(misused))},
+    )
+
+
+def _reconciled_rejected(conn: Connection, year: int) -> list[str]:
+    """Projects whose reconciled figures come from a package with a fatal intake/validation finding."""
+    rows = [r for r in store.reconciliation(conn, year) if r.status != "unreconciled" and r.package_id is not None]
+    fatal = store.fatal_package_ids(conn, [r.package_id for r in rows], _BEFORE_MONEY)
+    return sorted({r.project_code for r in rows if r.package_id in fatal})
