@@ -50,6 +50,7 @@ def validate_sheets(batch: list[PackageSheets]) -> dict[int, list[Finding]]:
         present = [p for p in batch if layout.name in p.sheets]
         for package in present:
             findings[package.package_id].extend(missing_columns(layout, package.sheets[layout.name]))
+            findings[package.package_id].extend(unreadable_total(package.sheets[layout.name]))
         frame = _batch_frame(layout, present)
         if frame.empty:
             continue
@@ -68,6 +69,18 @@ def missing_columns(layout: SheetLayout, sheet: ParsedSheet) -> list[Finding]:
         for column in layout.columns
         if column.required and column.field not in sheet.headers
     ]
+
+
+def unreadable_total(sheet: ParsedSheet) -> list[Finding]:
+    """The 合计 row stands outside the table the schema checks, but its amount must read too (S002)."""
+    if sheet.total is None:
+        return []
+    row, typed = sheet.total
+    if not typed.strip() or parse_amount(pd.Series([typed]))["readable"].iloc[0]:
+        return []
+    header = sheet.headers.get("amount", EXPENSES.column("amount").header)
+    kind, example = FIELD_KINDS["amount"]
+    return [make_finding("S002", sheet=sheet.typed_name, row=row, column=header, value=typed, kind=kind, example=example)]
 
 
 def _batch_frame(layout: SheetLayout, packages: list[PackageSheets]) -> pd.DataFrame:
