@@ -9,9 +9,13 @@ import os
 import sys
 from pathlib import Path
 
+from datetime import datetime, timezone
+
 import dagster as dg
 
 from adapters.registry import load_year
+from adapters.warehouse import connect, store, upgrade
+from assets.overview import SHANGHAI
 from assets.partitions import year_range_tags
 from etl.definitions import build_definitions
 from etl.report import print_summary
@@ -34,10 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--year", type=int, required=True)
     sample.add_argument("--out", required=True, help="inbox root to write <out>/<year>/ into")
 
+    received = commands.add_parser("received", help="record when a package really arrived (overrides its file time)")
+    received.add_argument("--year", type=int, required=True)
+    received.add_argument("--package", required=True, help="the package's file or folder name in <inbox>/<year>/")
+    received.add_argument("--at", required=True, help="ISO 8601 time, e.g. 2023-11-09T16:30+08:00 (no offset: Asia/Shanghai)")
+    received.add_argument("--database-url")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
         return run_year(args)
+    if args.command == "received":
+        return record_received(args)
     return build_sample(args)
 
 
@@ -57,6 +69,21 @@ def run_year(args: argparse.Namespace) -> int:
 def _instance() -> dg.DagsterInstance:
     """The operator's instance when DAGSTER_HOME is set (runs then show in the UI), else a temporary one."""
     return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def record_received(args: argparse.Namespace) -> int:
+    moment = datetime.fromisoformat(args.at)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=SHANGHAI)
+    engine = connect(args.database_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        updated = store.record_received(conn, args.year, args.package, moment.astimezone(timezone.utc).replace(tzinfo=None))
+    if not updated:
+        log.error("no package named %r in %s: run the year first, then record its time", args.package, args.year)
+        return 1
+    log.info("recorded %s as received at %s; the next run applies it", args.package, moment.isoformat())
+    return 0
 
 
 def build_sample(args: argparse.Namespace) -> int:

@@ -162,3 +162,19 @@ def test_fee_above_cap_is_a_warning_with_its_figures(clean, inbox, sqlite_url, r
     assert len(r008) == 1 and r008.iloc[0].row == str(big) and r008.iloc[0].severity == "warning"
     assert name in r008.iloc[0].message and "服务 1 天" in r008.iloc[0].message
     assert run.status("2023-SB-06") == "accepted"
+
+
+def test_operator_recorded_time_decides_lateness(clean, inbox, sqlite_url, run_etl):
+    from etl.cli import main
+
+    spec = clean("2023-ST-01")
+    spec.modified_at = datetime(2023, 11, 20, 9, 0, tzinfo=SHANGHAI)  # copied into the inbox late…
+    put(inbox, spec)
+    assert run_etl(inbox, sqlite_url).findings("T001").project_code.tolist() == ["2023-ST-01"]
+    # …but the unit e-mailed it on time: the operator records that, and the next run agrees.
+    assert main(["received", "--year", "2023", "--package", spec.name, "--at", "2023-11-08T15:30",
+                 "--database-url", sqlite_url]) == 0
+    run = run_etl(inbox, sqlite_url)
+    assert run.findings("T001").empty
+    row = run.projects.set_index("project_code").loc["2023-ST-01"]
+    assert (row.received_at, row.late) == ("2023-11-08T15:30:00+08:00", "False")

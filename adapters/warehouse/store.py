@@ -205,3 +205,9 @@ def package_sheets(conn: Connection, package_ids: Sequence[int]) -> dict[tuple[i
         (r.package_id, r.sheet): dict(typed_name=r.typed_name, header_row=r.header_row, headers=json.loads(r.headers))
         for r in rows
     }
+
+
+def record_received(conn: Connection, year: int, name: str, moment: datetime) -> int:
+    """An operator's record of when a package arrived (UTC), for every stored version of that name."""
+    result = conn.execute(update(Package).where(Package.year == year, Package.name == name).values(received_at=moment))
+    return result.rowcount
