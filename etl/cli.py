@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.command == "run":
         return run_year(args)
     if args.command == "received":
@@ -58,7 +59,13 @@ def run_year(args: argparse.Namespace) -> int:
     defs = build_definitions(inbox=args.inbox, exports=args.export, database_url=args.database_url, registry=args.registry)
     job = defs.resolve_job_def("year_job")
     with _instance() as instance:
-        result = job.execute_in_process(instance=instance, tags=year_range_tags(registry, instance), raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance,
+            tags=year_range_tags(registry, instance),
+            # Dagster's console logger speaks DEBUG by default: an operator wants the steps, not the events.
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            raise_on_error=False,
+        )
     if not result.success:
         log.error("the year job failed; see the step errors above")
         return 1
