@@ -89,7 +89,7 @@ def normalize_code(text: object) -> str:
     return f"{shaped['year']}-{shaped['kind']}-{int(shaped['nn']):02d}" if shaped else s
 
 
-_CODE_SHAPE = re.compile(r"^(?P<year>\d{4})-?(?P<kind>[GS][TB])-?(?P<nn>\d{1,3})$")
+_CODE_SHAPE = re.compile(r"^(?P<year>\d{4})-?(?P<kind>[GS][TB])-?(?P<nn>\d{1,4})$")
 _NAME_NOISE = re.compile(r"[\s\u3000·•]")
 
 
