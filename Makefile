@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 run: install
 	rm -rf inbox/$(YEAR)
 	$(BIN)/python -m etl sample --year $(YEAR) --out inbox
-	$(BIN)/python -m etl run --year $(YEAR) --inbox inbox --export exports
+	$(BIN)/python -m etl run --year $(YEAR) --inbox inbox --export exports --national-mock .national-mock/state.sqlite3
 
 test: install
 	$(BIN)/python -m pytest -q

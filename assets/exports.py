@@ -12,18 +12,22 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import Engine
 
+from adapters.national_system import outbox
 from adapters.registry import YearRegistry
 from adapters.resources import ExportResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
 from assets.overview import project_overview
 from assets.partitions import years_of_run
-from assets.reconciliation import reconciliation
+from assets.feedback import write_feedback
+from assets.national import national_sync
+from assets.summary_workbook import write_summary
 from schemas.values import fen_to_yuan
 
 RECONCILIATION_COLUMNS = ["year", "project_code", "funding_source", "granted", "spent", "balance", "refund_to",
                           "refund_declared", "status",
                           # added after the contract's columns: what the unit declared, for the operator
                           "declared_total", "audited_total", "refund_to_declared", "package"]
+NATIONAL_COLUMNS = ["project_code", "version", "status", "receipt_no", "attempts", "last_error", "server_time"]
 ISSUE_COLUMNS = ["year", "project_code", "package", "rule_id", "severity", "sheet", "row", "column", "value", "message"]
 
 
@@ -62,11 +66,17 @@ def reconciliation_table(engine: Engine, year: int) -> pd.DataFrame:
     )
 
 
+def national_table(engine: Engine, year: int) -> pd.DataFrame:
+    return pd.DataFrame(outbox.filings(engine, year), columns=NATIONAL_COLUMNS)[NATIONAL_COLUMNS]
+
+
 def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path) -> dict[str, Path | pd.DataFrame]:
+    """Every export file of the year, from what the warehouse holds now."""
     with engine.connect() as conn:
         projects = project_overview(conn, registry)
     issues = issues_table(engine, registry.year)
     money = reconciliation_table(engine, registry.year)
+    national = national_table(engine, registry.year)
     return {
         "projects": projects,
         "issues": issues,
@@ -74,18 +84,44 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path) ->
         "projects_csv": write_csv(projects, out_dir / "projects.csv"),
         "issues_csv": write_csv(issues, out_dir / "issues.csv"),
         "reconciliation_csv": write_csv(money, out_dir / "reconciliation.csv"),
+        "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=registry.year, projects=projects, issues=issues,
+                                      reconciliation=money, national=national),
+        "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback"),
     }
 
 
-@dg.asset(deps=[reconciliation], group_name="reports", kinds={"csv"})
+def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: pd.DataFrame, issues: pd.DataFrame,
+                             out_dir: Path) -> Path:
+    """feedback/<code>.xlsx for every registered project: its findings, and a marked copy of its workbook."""
+    with engine.connect() as conn:
+        in_use = {p.project_code: p for p in store.package_versions(conn, registry.year, blobs=True)}
+        sheets = store.package_sheets(conn, [p.id for p in in_use.values()])
+    by_project = dict(tuple(issues.groupby("project_code"))) if len(issues) else {}
+    for row in projects.itertuples(index=False):
+        package = in_use.get(row.project_code)
+        write_feedback(
+            out_dir / f"{row.project_code}.xlsx", year=registry.year,
+            project=dict(code=row.project_code, host_unit=row.host_unit, project_name=row.project_name,
+                         level=row.level, type=row.type),
+            status=row.status, package=row.package,
+            findings=by_project.get(row.project_code, issues.iloc[0:0]),
+            workbook=package.workbook if package is not None else None,
+            sheets={sheet: found for (pid, sheet), found in sheets.items() if package is not None and pid == package.id},
+            deadline=registry.deadline.isoformat(),
+        )
+    return out_dir
+
+
+@dg.asset(deps=[national_sync], group_name="reports", kinds={"csv"})
 def year_exports(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     registry: RegistryResource,
     exports: ExportResource,
 ) -> dg.MaterializeResult:
-    """年度导出文件：projects.csv（每个立项项目的状态）、issues.csv（全部问题清单）、
-    reconciliation.csv（按项目和经费来源的对账），写入 <导出目录>/<年度>/，供市人社局专技处查阅。"""
+    """年度导出文件，写入 <导出目录>/<年度>/：projects.csv（每个立项项目的状态）、issues.csv（全部问题清单）、
+    reconciliation.csv（按项目和经费来源的对账）、summary.xlsx（市人社局汇总工作簿：汇总表、问题清单、
+    结余退回、国家系统报送）和 feedback/<项目编号>.xlsx（发给依托单位的问题清单及标注副本）。"""
     metadata: dict[str, dg.MetadataValue] = {}
     for year in years_of_run(context):
         written = write_year_exports(warehouse.engine(), registry.year(year), exports.year_dir(year))
@@ -97,5 +133,7 @@ def year_exports(
         metadata[f"{year} projects.csv"] = dg.MetadataValue.path(str(written["projects_csv"].resolve()))
         metadata[f"{year} issues.csv"] = dg.MetadataValue.path(str(written["issues_csv"].resolve()))
         metadata[f"{year} reconciliation.csv"] = dg.MetadataValue.path(str(written["reconciliation_csv"].resolve()))
+        metadata[f"{year} summary.xlsx"] = dg.MetadataValue.path(str(written["summary_xlsx"].resolve()))
+        metadata[f"{year} feedback"] = dg.MetadataValue.path(str(written["feedback"].resolve()))
         context.log.info(f"exports for {year}: {by_status}, {len(issues)} findings")
     return dg.MaterializeResult(metadata=metadata)

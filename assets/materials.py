@@ -14,18 +14,22 @@ _DOCUMENTS = {"work_summary_file": "M001", "audit_report_file": "M002"}
 
 
 def materials_findings(sheets: dict[str, ParsedSheet], files: list[dict]) -> list[Finding]:
-    listing = _Listing(files)
+    listing = PackageListing(files)
     return [*_documents(sheets.get(BASIC_INFO.name), listing), *_photos(sheets.get(PHOTOS.name), listing)]
 
 
-class _Listing(OpenedPackage):
-    """The package's stored file list, resolved the same way as a package opened from the inbox."""
+class PackageListing(OpenedPackage):
+    """A package's stored file list, resolved the same way as a package opened from the inbox."""
 
     def __init__(self, files: list[dict]):
         super().__init__([Member(f["path"], f["size"]) for f in files])
+        self._hashes = {f["path"]: f.get("sha256", "") for f in files}
+
+    def sha256_of(self, path: str) -> str:
+        return self._hashes[path]
 
 
-def _documents(basic: ParsedSheet | None, listing: _Listing) -> list[Finding]:
+def _documents(basic: ParsedSheet | None, listing: PackageListing) -> list[Finding]:
     if basic is None:
         return []
     findings = []
@@ -44,7 +48,7 @@ def _documents(basic: ParsedSheet | None, listing: _Listing) -> list[Finding]:
     return findings
 
 
-def _photos(photos: ParsedSheet | None, listing: _Listing) -> list[Finding]:
+def _photos(photos: ParsedSheet | None, listing: PackageListing) -> list[Finding]:
     if photos is None:
         return []
     names = photos.frame["file_name"] if "file_name" in photos.frame else None

@@ -34,6 +34,7 @@ def project_overview(conn: Connection, registry: YearRegistry) -> pd.DataFrame:
     year = registry.year
     in_use = store.newest_packages(conn, year)
     counts = _finding_counts(conn, year, {code: p.id for code, p in in_use.items()})
+    synced = store.confirmed_national_packages(conn, year)
     late_after = deadline_end(registry)
     rows = []
     for project in sorted(registry.projects, key=lambda p: p.code):
@@ -41,6 +42,8 @@ def project_overview(conn: Connection, registry: YearRegistry) -> pd.DataFrame:
         fatal, warning = counts.get(project.code, (0, 0))
         arrived = received_at(package) if package else None
         status = "missing" if package is None else ("rejected" if fatal else "accepted")
+        if status == "accepted" and synced.get(project.code) == package.id:
+            status = "synced"
         rows.append(dict(
             year=year, project_code=project.code, level=project.level, type=project.type,
             host_unit=project.host_unit, project_name=project.project_name,

@@ -4,8 +4,10 @@ and the schedule launch (in-process), so there is no second code path."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from adapters.national_system import TOKEN_ENV, mock_server
 from adapters.registry import load_year
 from adapters.warehouse import connect, store, upgrade
 from assets.overview import SHANGHAI
@@ -33,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--export", required=True, help="export root; files go to <export>/<year>/")
     run.add_argument("--database-url", help="SQLAlchemy URL (default: $ETL_DATABASE_URL or sqlite:///warehouse.db)")
     run.add_argument("--registry", help="registry directory (default: data/registry)")
+    run.add_argument("--national-mock", metavar="STATE_FILE",
+                     help="start the mock national system in-process with this state file and sync to it "
+                          "(the demo; production sets NATIONAL_SYSTEM_URL and NATIONAL_SYSTEM_TOKEN)")
 
     sample = commands.add_parser("sample", help="build the sample inbox of a year")
     sample.add_argument("--year", type=int, required=True)
@@ -44,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     received.add_argument("--at", required=True, help="ISO 8601 time, e.g. 2023-11-09T16:30+08:00 (no offset: Asia/Shanghai)")
     received.add_argument("--database-url")
 
+    commands.add_parser("mock-national", add_help=False, help="serve the mock national system (see --help)")
+
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["mock-national"]:
+        return mock_server.main(argv[1:])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -56,7 +68,40 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_year(args: argparse.Namespace) -> int:
     registry = load_year(args.year, args.registry)
-    defs = build_definitions(inbox=args.inbox, exports=args.export, database_url=args.database_url, registry=args.registry)
+    with contextlib.ExitStack() as stack:
+        if args.national_mock:
+            stack.enter_context(_mock_national(Path(args.national_mock)))
+        defs = build_definitions(inbox=args.inbox, exports=args.export, database_url=args.database_url,
+                                 registry=args.registry)
+        result = _execute(defs, registry)
+    if not result.success:
+        log.error("the year job failed; see the step errors above")
+        return 1
+    print_summary(Path(args.export) / str(args.year))
+    return 0
+
+
+@contextlib.contextmanager
+def _mock_national(state: Path):
+    """The mock national system on a free loopback port for this run, with a token of its own."""
+    state.parent.mkdir(parents=True, exist_ok=True)
+    token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
+    server = mock_server.serve(0, state, token)
+    previous = {k: os.environ.get(k) for k in ("NATIONAL_SYSTEM_URL", TOKEN_ENV)}
+    os.environ.update({"NATIONAL_SYSTEM_URL": server.url, TOKEN_ENV: token})
+    log.info("mock national system at %s (state %s)", server.url, state)
+    try:
+        yield server
+    finally:
+        server.stop()
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _execute(defs: dg.Definitions, registry) -> dg.ExecuteInProcessResult:
     job = defs.resolve_job_def("year_job")
     with _instance() as instance:
         result = job.execute_in_process(
@@ -66,11 +111,7 @@ def run_year(args: argparse.Namespace) -> int:
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             raise_on_error=False,
         )
-    if not result.success:
-        log.error("the year job failed; see the step errors above")
-        return 1
-    print_summary(Path(args.export) / str(args.year))
-    return 0
+    return result
 
 
 def _instance() -> dg.DagsterInstance:

@@ -8,11 +8,14 @@ import dagster as dg
 
 from adapters.resources import ExportResource, FeeCapsResource, InboxResource, RegistryResource, WarehouseResource
 from assets.exports import year_exports
+from adapters.national_system.client import NationalSystemClient
+from adapters.national_system import TOKEN_ENV
 from assets.intake import package_intake
+from assets.national import national_report, national_sync
 from assets.reconciliation import reconciliation
 from assets.validation import package_validation
 
-ASSETS = [package_intake, package_validation, reconciliation, year_exports]
+ASSETS = [package_intake, package_validation, reconciliation, national_report, national_sync, year_exports]
 
 # The year's whole pipeline. Launched over a range of project partitions it is a single run
 # (the stage assets have a single-run backfill policy), whatever the number of projects.
@@ -20,7 +23,7 @@ year_job = dg.define_asset_job(
     "year_job",
     selection=ASSETS,
     executor_def=dg.in_process_executor,
-    description="年度流水线：收件 → 校验 → 对账 → 导出。",
+    description="年度流水线：收件 → 校验 → 对账 → 国家系统报告与同步 → 导出。",
 )
 
 
@@ -34,7 +37,17 @@ def build_resources(
         "warehouse": WarehouseResource(database_url=database_url or os.environ.get("ETL_DATABASE_URL", "")),
         "registry": RegistryResource(path=registry or os.environ.get("ETL_REGISTRY_DIR", "")),
         "fee_caps": FeeCapsResource(path=os.environ.get("ETL_FEE_CAPS", "")),
+        "national_system": national_system_client(),
     }
+
+
+def national_system_client() -> NationalSystemClient:
+    """The national system from the environment: NATIONAL_SYSTEM_URL and NATIONAL_SYSTEM_TOKEN.
+    Without both (or with NATIONAL_SYSTEM_DRY_RUN=1) reports are built and queued, never sent."""
+    url = os.environ.get("NATIONAL_SYSTEM_URL", "")
+    has_token = bool(os.environ.get(TOKEN_ENV))
+    dry_run = not (url and has_token) or os.environ.get("NATIONAL_SYSTEM_DRY_RUN", "") == "1"
+    return NationalSystemClient(base_url=url, token=dg.EnvVar(TOKEN_ENV) if has_token else "", dry_run=dry_run)
 
 
 def build_definitions(**resource_values: str | None) -> dg.Definitions:

@@ -78,6 +78,11 @@ def _is_hidden(name: str) -> bool:
     return name.startswith((".", "~$")) or name.lower() in _SKIPPED_TOP_LEVEL
 
 
+def describe_package(path: Path) -> PackageRef:
+    """The PackageRef of one inbox entry (hashed afresh), e.g. to read a stored package's files again."""
+    return _describe(path, {})
+
+
 def _describe(path: Path, known: Mapping[tuple[str, int, int], str]) -> PackageRef:
     st = path.lstat()
     if stat.S_ISDIR(st.st_mode):

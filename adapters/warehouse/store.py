@@ -17,6 +17,7 @@ from adapters.warehouse.models import (
     ExpenseLine,
     FindingRow,
     GrantRule,
+    NationalFiling,
     Package,
     PackageFile,
     PackageSheet,
@@ -175,6 +176,10 @@ def set_finding_projects(conn: Connection, year: int, assignments: dict[int, str
         )
 
 
+# Stages whose findings decide whether a package is accepted, before anything is sent nationally.
+ALL_STAGES_BUT_NATIONAL = ("intake", "routing", "validation", "reconciliation", "time", "double_claims")
+
+
 def fatal_package_ids(conn: Connection, package_ids: Sequence[int], stages: Sequence[str]) -> set[int]:
     """Which of these packages have a fatal finding from one of these stages."""
     rows = conn.execute(
@@ -211,3 +216,14 @@ def record_received(conn: Connection, year: int, name: str, moment: datetime) ->
     """An operator's record of when a package arrived (UTC), for every stored version of that name."""
     result = conn.execute(update(Package).where(Package.year == year, Package.name == name).values(received_at=moment))
     return result.rowcount
+
+
+def confirmed_national_packages(conn: Connection, year: int) -> dict[str, int]:
+    """project -> the package whose national report the national system accepted, for each
+    project whose latest report version is accepted."""
+    rows = conn.execute(
+        select(NationalFiling.project_code, NationalFiling.version, NationalFiling.status, NationalFiling.package_id)
+        .where(NationalFiling.year == year).order_by(NationalFiling.project_code, NationalFiling.version)
+    ).all()
+    latest = {r.project_code: r for r in rows}
+    return {code: r.package_id for code, r in latest.items() if r.status == "accepted"}

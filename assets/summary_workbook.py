@@ -1,0 +1,293 @@
+"""The bureau's workbook `summary.xlsx`: 汇总表, 问题清单, 结余退回, 国家系统报送.
+
+Built from the export tables exactly as the CSVs hold them (text; money as "100000.00", empty when
+unknown). Money is added up in Decimal and only turned into a number when a cell is written, so the
+totals an operator prints are exact. Every text cell goes through `write_string`: units type values
+like "=HYPERLINK(...)", and xlsxwriter's `write()` would make them live formulas in the bureau's file.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import xlsxwriter
+from xlsxwriter.worksheet import Worksheet
+
+from adapters.registry import LEVEL_ZH, REFUND_TO, TYPE_ZH
+
+STATUS_ZH = {"accepted": "通过", "rejected": "退回", "missing": "未报送", "synced": "已报送国家系统"}
+SEVERITY_ZH = {"fatal": "致命", "warning": "警告"}
+NATIONAL_STATUS_ZH = {
+    "pending": "待发送", "dry_run": "已生成（未发送）", "filed": "已报送，待确认", "accepted": "已确认",
+    "returned": "被退回", "refused": "被拒收", "corrected": "已被新版本更正",
+}
+# Spreadsheet programs read a cell starting with one of these as a formula.
+FORMULA_PREFIXES = ("=", "+", "-", "@")
+MONEY_FORMAT = "#,##0.00"
+# Each body (人力资源社会保障部, then 市人力资源社会保障局) once, in the notice's order of sources.
+REFUND_BODIES = tuple(dict.fromkeys(REFUND_TO.values()))
+NO_NATIONAL_FILINGS = "无国家级项目报送记录"
+
+
+def text(value: object) -> str:
+    """A cell of an export table as text ('' for blank, whether the frame came from a CSV or not)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    return str(value).strip()
+
+
+def integer(value: object) -> int | None:
+    """A whole number of an export table (a finding's row, a count): '3', 3 or 3.0 -> 3; blank -> None."""
+    number = pd.to_numeric(text(value) or None, errors="coerce")
+    return None if pd.isna(number) else int(number)
+
+
+def money(value: object) -> Decimal | None:
+    typed = text(value)
+    return Decimal(typed) if typed else None
+
+
+def display_width(value: str) -> int:
+    """Columns a text takes on screen: CJK characters are twice as wide as Latin ones."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in value)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a partial name to write to; on success rename it over `path`, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.xlsx")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    kind: str = "text"  # text | wrap (long text, wrapped) | money (Decimal) | int
+    max_width: int = 40
+
+
+Cell = str | Decimal | int | None
+
+
+class _Formats:
+    def __init__(self, book: xlsxwriter.Workbook) -> None:
+        base = {"border": 1, "valign": "top", "font_size": 10}
+        self.header = book.add_format({**base, "bold": True, "bg_color": "#DDEBF7", "text_wrap": True,
+                                       "align": "center", "valign": "vcenter"})
+        self.by_kind = {
+            "text": book.add_format(base),
+            "wrap": book.add_format({**base, "text_wrap": True}),
+            "money": book.add_format({**base, "num_format": MONEY_FORMAT}),
+            "int": book.add_format({**base, "num_format": "0"}),
+        }
+        total = {**base, "bold": True, "bg_color": "#F2F2F2"}
+        self.total_by_kind = {
+            "text": book.add_format(total),
+            "wrap": book.add_format({**total, "text_wrap": True}),
+            "money": book.add_format({**total, "num_format": MONEY_FORMAT}),
+            "int": book.add_format({**total, "num_format": "0"}),
+        }
+
+
+def _write_cell(sheet: Worksheet, row: int, col: int, value: Cell, kind: str, fmt) -> None:
+    if value is None or value == "":
+        sheet.write_blank(row, col, None, fmt)
+    elif kind == "money":
+        sheet.write_number(row, col, float(value), fmt)  # the exact Decimal becomes a number only here
+    elif kind == "int":
+        sheet.write_number(row, col, int(value), fmt)
+    else:
+        sheet.write_string(row, col, str(value), fmt)
+
+
+def _shown(value: Cell, kind: str) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.2f}" if kind == "money" else str(value)
+
+
+def _write_table(book: xlsxwriter.Workbook, formats: _Formats, *, name: str, title: str, columns: list[Column],
+                 rows: list[list[Cell]], totals: Sequence[list[Cell]] = (), note: str = "") -> None:
+    """One printable table: bold filled header (frozen, filtered, repeated on every page), then the
+    rows, then the totals rows (outside the filter, so sorting keeps them at the bottom)."""
+    sheet = book.add_worksheet(name)
+    for col, column in enumerate(columns):
+        sheet.write_string(0, col, column.header, formats.header)
+    for r, values in enumerate(rows, start=1):
+        for col, (column, value) in enumerate(zip(columns, values)):
+            _write_cell(sheet, r, col, value, column.kind, formats.by_kind[column.kind])
+    for r, values in enumerate(totals, start=len(rows) + 1):
+        for col, (column, value) in enumerate(zip(columns, values)):
+            _write_cell(sheet, r, col, value, column.kind, formats.total_by_kind[column.kind])
+    if note:
+        sheet.write_string(1, 0, note)
+    for col, column in enumerate(columns):
+        widest = max([display_width(column.header) // 2 + 1]  # headers wrap onto two lines
+                     + [display_width(_shown(values[col], column.kind)) for values in [*rows, *totals]])
+        sheet.set_column(col, col, min(max(widest + 2, 8), column.max_width))
+    sheet.freeze_panes(1, 0)
+    if rows:
+        sheet.autofilter(0, 0, len(rows), len(columns) - 1)
+    sheet.set_landscape()
+    sheet.set_paper(9)  # A4
+    sheet.fit_to_pages(1, 0)  # one page wide, as many pages long as needed
+    sheet.repeat_rows(0)
+    # A font-size code (&12) would swallow the title's leading year digits; bold needs no number.
+    sheet.set_header(f'&C&"-,Bold"{title}')
+    sheet.set_footer("&C第 &P 页，共 &N 页")
+
+
+def _sum(values: list[Decimal | None]) -> Decimal | None:
+    """Exact sum; unknown (None) as soon as one part is unknown."""
+    return None if not values or any(v is None for v in values) else sum(values, Decimal(0))
+
+
+def _sum_known(values: list[Decimal | None]) -> Decimal:
+    return sum((v for v in values if v is not None), Decimal(0))
+
+
+def _received(value: object) -> str:
+    """'2023-11-06T15:20:00+08:00' -> '2023-11-06 15:20' (the exports' times are Asia/Shanghai)."""
+    typed = text(value)
+    try:
+        return datetime.fromisoformat(typed).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return typed
+
+
+def _is_late(value: object) -> bool:
+    return text(value).lower() == "true"
+
+
+SUMMARY_COLUMNS = [
+    Column("项目编号", max_width=14), Column("依托单位", "wrap", 24), Column("项目名称", "wrap", 30),
+    Column("级别"), Column("类型"), Column("状态"), Column("材料包", "wrap", 30), Column("收到时间", max_width=18),
+    Column("是否逾期"), Column("拨付（元）", "money"), Column("支出（元）", "money"), Column("结余（元）", "money"),
+    Column("致命问题数", "int"), Column("警告数", "int"),
+]
+
+
+def summary_rows(projects: pd.DataFrame, reconciliation: pd.DataFrame) -> tuple[list[list[Cell]], list[Cell]]:
+    """汇总表: one row per project, money summed over its funding sources; and the 合计 row."""
+    by_project: dict[str, list[dict]] = {}
+    for line in reconciliation.to_dict("records"):
+        by_project.setdefault(text(line["project_code"]), []).append(line)
+    rows: list[list[Cell]] = []
+    for p in projects.to_dict("records"):
+        lines = by_project.get(text(p["project_code"]), [])
+        rows.append([
+            text(p["project_code"]), text(p["host_unit"]), text(p["project_name"]),
+            LEVEL_ZH.get(text(p["level"]), text(p["level"])), TYPE_ZH.get(text(p["type"]), text(p["type"])),
+            STATUS_ZH.get(text(p["status"]), text(p["status"])), text(p["package"]), _received(p["received_at"]),
+            "是" if _is_late(p["late"]) else "否",
+            _sum([money(line["granted"]) for line in lines]),
+            _sum([money(line["spent"]) for line in lines]),
+            _sum([money(line["balance"]) for line in lines]),
+            integer(p["fatal_count"]) or 0, integer(p["warning_count"]) or 0,
+        ])
+    money_cols = range(9, 12)
+    total: list[Cell] = ["合计", f"共 {len(rows)} 个项目", *[""] * 7,
+                         *[_sum_known([row[c] for row in rows]) for c in money_cols],
+                         sum(row[12] for row in rows), sum(row[13] for row in rows)]
+    return rows, total
+
+
+ISSUE_COLUMNS = [
+    Column("项目编号", max_width=14), Column("材料包", "wrap", 30), Column("规则", max_width=8), Column("级别"),
+    Column("工作表", max_width=16), Column("行", "int"), Column("列", max_width=20), Column("填写值", "wrap", 24),
+    Column("问题说明", "wrap", 60),
+]
+
+
+def issue_rows(issues: pd.DataFrame) -> list[list[Cell]]:
+    return [
+        [text(f["project_code"]), text(f["package"]), text(f["rule_id"]),
+         SEVERITY_ZH.get(text(f["severity"]), text(f["severity"])), text(f["sheet"]), integer(f["row"]),
+         text(f["column"]), text(f["value"]), text(f["message"])]
+        for f in issues.to_dict("records")
+    ]
+
+
+REFUND_COLUMNS = [
+    Column("项目编号", max_width=14), Column("依托单位", "wrap", 24), Column("经费来源"), Column("拨付（元）", "money"),
+    Column("支出（元）", "money"), Column("应退金额（元）", "money"), Column("退回对象", max_width=26),
+    Column("单位填报结余（元）", "money"), Column("单位填报退回对象", max_width=26), Column("核对"),
+]
+
+
+def refund_rows(projects: pd.DataFrame, reconciliation: pd.DataFrame) -> tuple[list[list[Cell]], list[list[Cell]]]:
+    """结余退回: each project and source with money left over or a refund the unit declared, checked
+    against what the unit typed in its 结余说明; then what goes back to each body in total."""
+    units = {text(p["project_code"]): text(p["host_unit"]) for p in projects.to_dict("records")}
+    rows: list[list[Cell]] = []
+    for line in reconciliation.to_dict("records"):
+        balance, declared = money(line["balance"]), money(line["refund_declared"]) or Decimal(0)
+        if balance is None or (balance <= 0 and declared <= 0):
+            continue  # not reconciled (nothing known to refund), or nothing left and nothing declared
+        due = max(balance, Decimal(0))
+        body = REFUND_TO.get(text(line["funding_source"]), "") if due > 0 else ""
+        # refund_to_declared was added after the contract's columns: absent from older exports.
+        declared_body = text(line.get("refund_to_declared"))
+        agrees = declared == due and (due == 0 or declared_body == body)
+        rows.append([text(line["project_code"]), units.get(text(line["project_code"]), ""),
+                     text(line["funding_source"]), money(line["granted"]), money(line["spent"]), due, body,
+                     declared, declared_body, "一致" if agrees else "不一致"])
+    totals: list[list[Cell]] = [
+        [f"应退回{body}合计", "", "", None, None, _sum_known([r[5] for r in rows if r[6] == body]), body,
+         None, "", ""]
+        for body in REFUND_BODIES
+    ]
+    return rows, totals
+
+
+NATIONAL_COLUMNS = [
+    Column("项目编号", max_width=14), Column("版本", "int"), Column("状态", max_width=16), Column("回执号", max_width=30),
+    Column("尝试次数", "int"), Column("最近错误", "wrap", 50), Column("系统时间", max_width=22),
+]
+
+
+def national_rows(national: pd.DataFrame | None) -> list[list[Cell]]:
+    if national is None or national.empty:
+        return []
+    return [
+        [text(n["project_code"]), integer(n["version"]),
+         NATIONAL_STATUS_ZH.get(text(n["status"]), text(n["status"])), text(n["receipt_no"]),
+         integer(n["attempts"]), text(n["last_error"]), text(n["server_time"])]
+        for n in national.to_dict("records")
+    ]
+
+
+def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.DataFrame,
+                  reconciliation: pd.DataFrame, national: pd.DataFrame | None) -> Path:
+    """Write summary.xlsx (汇总表, 问题清单, 结余退回, 国家系统报送) atomically; return its path."""
+    with atomic_path(path) as partial:
+        # Belt and braces with write_string: no text is ever turned into a formula, number or link.
+        book = xlsxwriter.Workbook(str(partial), {"strings_to_formulas": False, "strings_to_numbers": False,
+                                                  "strings_to_urls": False})
+        formats = _Formats(book)
+        rows, total = summary_rows(projects, reconciliation)
+        _write_table(book, formats, name="汇总表", title=f"{year}年度专家服务基层项目汇总表",
+                     columns=SUMMARY_COLUMNS, rows=rows, totals=[total])
+        _write_table(book, formats, name="问题清单", title=f"{year}年度专家服务基层项目问题清单",
+                     columns=ISSUE_COLUMNS, rows=issue_rows(issues))
+        rows, totals = refund_rows(projects, reconciliation)
+        _write_table(book, formats, name="结余退回", title=f"{year}年度专家服务基层项目结余退回",
+                     columns=REFUND_COLUMNS, rows=rows, totals=totals)
+        rows = national_rows(national)
+        _write_table(book, formats, name="国家系统报送", title=f"{year}年度国家级项目国家系统报送情况",
+                     columns=NATIONAL_COLUMNS, rows=rows, note="" if rows else NO_NATIONAL_FILINGS)
+        book.close()
+    return path

@@ -1,0 +1,313 @@
+"""The two workbooks people print and open: the bureau's summary.xlsx and a unit's feedback list.
+
+One real run over a small inbox (two clean projects with money left over, one project handed in twice
+with defects, one of them a formula-like value), then both workbooks written from its exports and
+warehouse and read back with openpyxl, as Excel would show them.
+"""
+
+import io
+import zipfile
+from datetime import datetime
+from decimal import Decimal
+
+import openpyxl
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine
+
+from adapters.warehouse import store
+from assets.feedback import FATAL_FILL, WARNING_FILL, write_feedback
+from assets.summary_workbook import MONEY_FORMAT, NO_NATIONAL_FILINGS, write_summary
+from etl.cli import main as cli_main
+from etl.sample.builder import BASIC_FIELDS, EXPENSE_HEADER, SHANGHAI, clean_package
+from tests.conftest import Run, project_dict, put
+
+FORMULA = '=HYPERLINK("http://x","y")'
+AMOUNT, CATEGORY, DATE = (EXPENSE_HEADER.index(h) for h in ("金额（元）", "支出科目", "支出日期"))
+USCC_ROW = BASIC_FIELDS.index("统一社会信用代码") + 1
+DEFECTIVE = "2023-ST-03"
+SUMMARY_SHEETS = ["汇总表", "问题清单", "结余退回", "国家系统报送"]
+
+
+def read_csv(run: Run, name: str) -> pd.DataFrame:
+    return pd.read_csv(run.dir / name, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+
+
+def rows(sheet) -> list[tuple]:
+    return [row for row in sheet.iter_rows(values_only=True) if any(v is not None for v in row)]
+
+
+def formulas_in(path) -> list[str]:
+    """Sheet parts of an xlsx that hold a formula element (<f>), whatever openpyxl makes of them."""
+    with zipfile.ZipFile(path) as archive:
+        return [n for n in archive.namelist() if n.startswith("xl/worksheets/") and b"<f>" in archive.read(n)]
+
+
+@pytest.fixture(scope="module")
+def year(tmp_path_factory, registry):
+    """Run the pipeline once; hand back its exports and the defective project's package in use."""
+    root = tmp_path_factory.mktemp("workbooks")
+    inbox = root / "inbox"
+    spec = lambda code, **kw: clean_package(project_dict(registry, code), 2023, **kw)  # noqa: E731
+    put(inbox, spec("2023-GT-01", leftover={"部拨经费": Decimal("3860.00"), "市级配套": Decimal("1275.50")}))
+    put(inbox, spec("2023-SB-01", leftover={"市级经费": Decimal("5000.00")}))
+
+    first = spec(DEFECTIVE)
+    first.name = "上海市环境监测中心-材料（初稿）.zip"
+    first.modified_at = datetime(2023, 11, 3, 9, 0, tzinfo=SHANGHAI)
+    first.sheets["经费支出"][2][DATE] = "2023-13-01"
+    put(inbox, first)
+
+    newest = spec(DEFECTIVE)
+    newest.modified_at = datetime(2023, 11, 12, 10, 0, tzinfo=SHANGHAI)  # late: T001, a finding with no cell
+    newest.sheets["经费支出"][2][AMOUNT] = "一千元"  # Excel row 3: S002
+    newest.sheets["经费支出"][3][CATEGORY] = FORMULA  # Excel row 4: S004, typed as text
+    newest.sheets["服务活动"][1][4] = "999999"  # Excel row 2: S010, a warning
+    newest.sheets["基本信息"][USCC_ROW - 1][1] = "91310000MA1FL0000X"  # key-value sheet: S009 in column B
+    put(inbox, newest)
+
+    url = f"sqlite:///{root / 'w.db'}"
+    assert cli_main(["run", "--year", "2023", "--inbox", str(inbox), "--export", str(root / "exports"),
+                     "--database-url", url]) == 0
+    run = Run(root / "exports")
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        in_use = store.newest_packages(conn, 2023)[DEFECTIVE]
+        workbook = next(p.workbook for p in store.package_versions(conn, 2023, [DEFECTIVE], blobs=True)
+                        if p.id == in_use.id)
+        sheets = {sheet: found for (_, sheet), found in store.package_sheets(conn, [in_use.id]).items()}
+    engine.dispose()
+    assert in_use.name == newest.name
+    return dict(root=root, run=run, reconciliation=read_csv(run, "reconciliation.csv"), workbook=workbook,
+                sheets=sheets, package=newest.name, superseded=first.name)
+
+
+@pytest.fixture(scope="module")
+def summary(year):
+    run = year["run"]
+    path = write_summary(year["root"] / "summary.xlsx", year=2023, projects=run.projects, issues=run.issues,
+                         reconciliation=year["reconciliation"], national=pd.DataFrame())
+    return openpyxl.load_workbook(path), path
+
+
+def feedback_for(year, path, *, findings=None, workbook=..., package=None):
+    run = year["run"]
+    project = run.projects.set_index("project_code").loc[DEFECTIVE]
+    return write_feedback(
+        path, year=2023,
+        project=dict(code=DEFECTIVE, host_unit=project.host_unit, project_name=project.project_name,
+                     level=project.level, type=project.type),
+        status=project.status, package=year["package"] if package is None else package,
+        findings=run.issues[run.issues.project_code == DEFECTIVE] if findings is None else findings,
+        workbook=year["workbook"] if workbook is ... else workbook, sheets=year["sheets"], deadline="2023-11-10")
+
+
+@pytest.fixture(scope="module")
+def feedback(year):
+    path = feedback_for(year, year["root"] / "feedback" / f"{DEFECTIVE}.xlsx")
+    return openpyxl.load_workbook(path), path
+
+
+# --- summary.xlsx ------------------------------------------------------------------------------------
+
+def test_summary_sheets_in_order_and_written_whole(summary, year):
+    book, path = summary
+    assert book.sheetnames == SUMMARY_SHEETS
+    assert not list(path.parent.glob("*.partial.xlsx"))
+
+
+def test_summary_one_row_per_project_with_exact_totals(summary, year):
+    sheet = summary[0]["汇总表"]
+    table = rows(sheet)
+    header, body, total = table[0], table[1:-1], table[-1]
+    col = {name: i for i, name in enumerate(header)}
+    assert [r[0] for r in body] == year["run"].projects.project_code.tolist()  # all 12 registered
+    assert total[0] == "合计"
+    assert Decimal(str(total[col["拨付（元）"]])) == Decimal("2000000.00")
+    # Spent and left over are known only for the two reconciled projects.
+    assert Decimal(str(total[col["支出（元）"]])) == Decimal("389864.50")
+    assert Decimal(str(total[col["结余（元）"]])) == Decimal("10135.50")
+    by_code = {r[0]: r for r in body}
+    gt01, st03 = by_code["2023-GT-01"], by_code[DEFECTIVE]
+    assert gt01[col["级别"]] == "国家级" and gt01[col["类型"]] == "服务团" and gt01[col["状态"]] == "通过"
+    assert gt01[col["结余（元）"]] == 5135.5
+    counts = year["run"].projects.set_index("project_code")[["fatal_count", "warning_count"]].astype(int)
+    assert {r[0]: (r[col["致命问题数"]], r[col["警告数"]]) for r in body} == \
+        {code: tuple(n) for code, n in counts.iterrows()}
+    assert st03[col["状态"]] == "退回" and st03[col["是否逾期"]] == "是" and st03[col["材料包"]] == year["package"]
+    assert st03[col["支出（元）"]] is None and st03[col["结余（元）"]] is None  # unreconciled: blank, not 0
+    assert by_code["2023-SB-05"][col["状态"]] == "未报送"
+    assert (total[col["致命问题数"]], total[col["警告数"]]) == tuple(counts.sum())
+
+
+def test_summary_money_cells_are_numbers_with_format(summary):
+    sheet = summary[0]["汇总表"]
+    for column in "JKL":
+        cell = sheet[f"{column}2"]
+        assert cell.data_type == "n" and cell.number_format == MONEY_FORMAT
+    assert sheet["J14"].number_format == MONEY_FORMAT  # the 合计 row too
+
+
+def test_summary_sums_in_decimal_not_float(tmp_path):
+    projects = pd.DataFrame([dict(project_code="2023-GT-09", host_unit="某单位", project_name="某项目", level="national",
+                                  type="team", package="", received_at="", late="false", status="accepted",
+                                  fatal_count="0", warning_count="0")])
+    money = pd.DataFrame([dict(project_code="2023-GT-09", funding_source=source, granted=granted, spent="0.00",
+                               balance=granted, refund_to="", refund_declared="0.00", status="refund_due")
+                          for source, granted in [("部拨经费", "0.10"), ("市级配套", "0.20")]])
+    path = write_summary(tmp_path / "s.xlsx", year=2023, projects=projects, issues=pd.DataFrame(columns=[
+        "project_code", "package", "rule_id", "severity", "sheet", "row", "column", "value", "message"]),
+        reconciliation=money, national=pd.DataFrame())
+    sheet = openpyxl.load_workbook(path)["汇总表"]
+    assert 0.1 + 0.2 != 0.3 and sheet["J2"].value == 0.3 and sheet["J3"].value == 0.3
+
+
+def test_summary_header_frozen_filtered_and_printable(summary):
+    for sheet in summary[0].worksheets:
+        assert sheet.freeze_panes == "A2", sheet.title
+        assert sheet.print_title_rows == "$1:$1", sheet.title
+        assert sheet.page_setup.orientation == "landscape" and sheet.page_setup.paperSize == 9  # A4
+        # One page wide (1 is the file format's default, so it may be left out), any number long.
+        assert sheet.sheet_properties.pageSetUpPr.fitToPage and sheet.page_setup.fitToWidth in (None, 1)
+        assert sheet.page_setup.fitToHeight == 0
+        assert sheet["A1"].font.bold and sheet["A1"].fill.fgColor.rgb not in (None, "00000000")
+    assert summary[0]["汇总表"].auto_filter.ref == "A1:N13"  # the 合计 row stays out of sorting
+    assert summary[0]["汇总表"].column_dimensions["C"].width > 20  # project names are wide CJK text
+
+
+def test_summary_refunds_go_to_the_right_body(summary):
+    table = rows(summary[0]["结余退回"])
+    header, body = table[0], table[1:]
+    col = {name: i for i, name in enumerate(header)}
+    lines = {(r[0], r[col["经费来源"]]): r for r in body if r[0].startswith("2023-")}
+    assert set(lines) == {("2023-GT-01", "部拨经费"), ("2023-GT-01", "市级配套"), ("2023-SB-01", "市级经费")}
+    assert lines["2023-GT-01", "部拨经费"][col["退回对象"]] == "人力资源社会保障部"
+    assert lines["2023-GT-01", "市级配套"][col["退回对象"]] == "市人力资源社会保障局"
+    assert lines["2023-SB-01", "市级经费"][col["退回对象"]] == "市人力资源社会保障局"
+    assert lines["2023-SB-01", "市级经费"][col["应退金额（元）"]] == 5000
+    assert all(r[col["核对"]] == "一致" for r in lines.values())
+    totals = {r[0]: Decimal(str(r[col["应退金额（元）"]])) for r in body if not r[0].startswith("2023-")}
+    assert totals == {"应退回人力资源社会保障部合计": Decimal("3860.00"),
+                      "应退回市人力资源社会保障局合计": Decimal("6275.50")}
+
+
+def test_summary_refund_check_flags_a_wrong_declaration(tmp_path, year):
+    money = year["reconciliation"].copy()
+    wrong = (money.project_code == "2023-SB-01")
+    money.loc[wrong, "refund_to_declared"] = "人力资源社会保障部"
+    path = write_summary(tmp_path / "s.xlsx", year=2023, projects=year["run"].projects, issues=year["run"].issues,
+                         reconciliation=money, national=pd.DataFrame())
+    table = rows(openpyxl.load_workbook(path)["结余退回"])
+    check = {(r[0], r[2]): r[-1] for r in table[1:] if r[0].startswith("2023-")}
+    assert check == {("2023-GT-01", "部拨经费"): "一致", ("2023-GT-01", "市级配套"): "一致",
+                     ("2023-SB-01", "市级经费"): "不一致"}
+
+
+def test_summary_formula_typed_by_a_unit_stays_text(summary):
+    book, path = summary
+    cells = [c for row in book["问题清单"].iter_rows() for c in row if c.value == FORMULA]
+    assert len(cells) == 1 and cells[0].data_type == "s"
+    assert formulas_in(path) == []
+
+
+def test_summary_national_filings(summary, tmp_path, year):
+    assert rows(summary[0]["国家系统报送"])[1][0] == NO_NATIONAL_FILINGS
+    national = pd.DataFrame([dict(project_code="2023-GT-01", version="1", status="accepted", receipt_no="R-0001",
+                                  attempts="2", last_error="", server_time="2023-11-20T10:00:00+08:00")])
+    path = write_summary(tmp_path / "s.xlsx", year=2023, projects=year["run"].projects, issues=year["run"].issues,
+                         reconciliation=year["reconciliation"], national=national)
+    assert rows(openpyxl.load_workbook(path)["国家系统报送"])[1] == (
+        "2023-GT-01", 1, "已确认", "R-0001", 2, None, "2023-11-20T10:00:00+08:00")
+
+
+# --- feedback/<code>.xlsx ----------------------------------------------------------------------------
+
+def unit_book(year):
+    return openpyxl.load_workbook(io.BytesIO(year["workbook"]))
+
+
+def test_feedback_puts_cover_and_list_before_the_units_own_sheets(feedback, year):
+    book, path = feedback
+    assert book.sheetnames == ["说明", "问题清单", *unit_book(year).sheetnames]
+    assert book.active.title == "说明"
+    assert not list(path.parent.glob("*.partial.xlsx"))
+
+
+def test_feedback_keeps_every_value_the_unit_typed(feedback, year):
+    book, _ = feedback
+    for original in unit_book(year).worksheets:
+        copy = book[original.title]
+        typed = {c.coordinate: c.value for row in original.iter_rows() for c in row if c.value is not None}
+        assert {c.coordinate: c.value for row in copy.iter_rows() for c in row if c.value is not None} == typed
+
+
+def test_feedback_marks_the_offending_cells(feedback):
+    book, _ = feedback
+    expenses, activities, basic = book["经费支出"], book["服务活动"], book["基本信息"]
+    marks = {  # cell -> (fill, rule) ; 经费支出 columns: E 金额（元）, C 支出科目
+        (expenses, "E3"): (FATAL_FILL, "S002"),
+        (expenses, "C4"): (FATAL_FILL, "S004"),
+        (activities, "E2"): (WARNING_FILL, "S010"),
+        (basic, f"B{USCC_ROW}"): (FATAL_FILL, "S009"),
+    }
+    for (sheet, coordinate), (fill, rule_id) in marks.items():
+        cell = sheet[coordinate]
+        assert cell.fill.fgColor.rgb == fill.fgColor.rgb, coordinate
+        assert cell.comment is not None and rule_id in cell.comment.text, coordinate
+    commented = [(s.title, c.coordinate) for s in book.worksheets[2:]
+                 for row in s.iter_rows() for c in row if c.comment]
+    assert sorted(commented) == sorted((s.title, c) for s, c in marks)  # nothing else, e.g. not the late package
+    assert expenses["E2"].fill.fgColor.rgb != FATAL_FILL.fgColor.rgb
+
+
+def test_feedback_lists_every_finding_in_use_first(feedback, year):
+    table = rows(feedback[0]["问题清单"])
+    header, body = table[0], table[1:]
+    assert header == ("材料包", "规则", "级别", "工作表", "行", "列", "填写值", "怎么改")
+    issues = year["run"].issues[year["run"].issues.project_code == DEFECTIVE]
+    assert len(body) == len(issues)
+    packages = [r[0] for r in body]
+    in_use = packages.count(year["package"])
+    assert packages == [year["package"]] * in_use + [year["superseded"]] * (len(body) - in_use)
+    rules = [r[1] for r in body[:in_use]]
+    assert {"S002", "S004", "S009"} == set(rules[:3]) and {r[2] for r in body[:3]} == {"致命"}  # fatal first
+    assert "T001" in rules and "P007" in [r[1] for r in body[in_use:]]  # listed, though no cell is marked
+    s002 = next(r for r in body if r[1] == "S002" and r[0] == year["package"])
+    assert s002[2:7] == ("致命", "经费支出", 3, "金额（元）", "一千元") and s002[7]
+
+
+def test_feedback_cover_says_what_to_do(feedback, year):
+    text = "\n".join(str(v) for row in rows(feedback[0]["说明"]) for v in row if v is not None)
+    assert DEFECTIVE in text and year["package"] in text
+    assert "退回" in text and "致命问题 3 个，警告 2 个" in text  # S002 S004 S009; S010 T001
+    assert "请先处理" in text and "工作表“经费支出”第 3 行“金额（元）”" in text
+    assert "重新报送整个材料包" in text and "2023-11-10" in text
+
+
+def test_feedback_formula_typed_by_a_unit_stays_text(feedback):
+    book, path = feedback
+    copy = book["经费支出"]["C4"]
+    assert copy.value == FORMULA and copy.data_type == "s"
+    listed = [c for row in book["问题清单"].iter_rows() for c in row if c.value == FORMULA]
+    assert listed and all(c.data_type == "s" for c in listed)
+    assert formulas_in(path) == []
+
+
+def test_feedback_one_comment_for_several_findings_on_a_cell(year, tmp_path):
+    issues = year["run"].issues[year["run"].issues.project_code == DEFECTIVE]
+    s002 = issues[issues.rule_id == "S002"].iloc[0]
+    second = s002.copy()
+    second[["rule_id", "severity", "message"]] = ["R008", "warning", "专家咨询费超过标准上限，请核对。"]
+    path = feedback_for(year, tmp_path / "f.xlsx", findings=pd.concat([issues, second.to_frame().T]))
+    cell = openpyxl.load_workbook(path)["经费支出"]["E3"]
+    assert "S002" in cell.comment.text and "R008" in cell.comment.text
+    assert cell.fill.fgColor.rgb == FATAL_FILL.fgColor.rgb  # the fatal one decides the colour
+
+
+@pytest.mark.parametrize("workbook", [None, b"PK\x03\x04 not really a workbook"])
+def test_feedback_without_a_usable_workbook_is_the_two_sheets(year, tmp_path, workbook):
+    path = feedback_for(year, tmp_path / "f.xlsx", workbook=workbook)
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["说明", "问题清单"]
+    assert len(rows(book["问题清单"])) - 1 == (year["run"].issues.project_code == DEFECTIVE).sum()
+    assert "标色" not in "".join(str(c.value) for row in book["说明"].iter_rows() for c in row)
