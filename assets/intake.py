@@ -24,7 +24,7 @@ from adapters.inbox import (
     open_quarantined,
     sniff,
 )
-from adapters.registry import YearRegistry, normalize_code
+from adapters.registry import YearRegistry
 from adapters.resources import InboxResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
 from adapters.workbook import UnreadableWorkbook, Workbook

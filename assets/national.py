@@ -188,7 +188,8 @@ def national_findings(engine: Engine, registry: YearRegistry) -> list[dict]:
     for filing in outbox.filings(engine, registry.year):
         latest[filing["project_code"]] = filing  # ordered by version
     for code, filing in latest.items():
-        if filing["status"] == outbox.REFUSED:
+        if filing["status"] in (outbox.REFUSED, outbox.RETURNED):
+            # Refused on arrival or returned after review: either way the system did not take it.
             finding = make_finding("N002", detail=filing["last_error"] or "未说明原因")
         elif filing["status"] in (outbox.PENDING, outbox.FILED):
             # Dry runs (no national system configured) are the bureau's choice, not the unit's concern.

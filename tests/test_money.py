@@ -102,7 +102,7 @@ def test_audited_and_declared_totals_must_match_to_the_fen(clean, inbox, databas
 def test_many_small_lines_do_not_drift(clean, inbox, sqlite_url, run_etl):
     spec = clean("2023-ST-04")
     rows = spec.sheets["经费支出"]
-    header, total = rows[0], rows[-1]
+    header = rows[0]
     template = rows[1]
     # 10,000 lines of 10.00 yuan = exactly the 100,000.00 granted.
     lines = [[i, template[1], "劳务费", "市级经费", Decimal("10.00"), "上海人才服务有限公司", f"记-2023-{i:06d}", "劳务"]
@@ -151,7 +151,7 @@ def test_late_package_and_team_activity_after_completion(clean, inbox, sqlite_ur
 def test_fee_above_cap_is_a_warning_with_its_figures(clean, inbox, sqlite_url, run_etl):
     spec = clean("2023-SB-06")
     experts = spec.sheets["专家名单"]
-    name, title = experts[1][1], experts[1][3]
+    name = experts[1][1]
     experts[1][5] = 1  # one day of service
     rows = spec.sheets["经费支出"]
     big = next(i for i, r in enumerate(rows[1:-1], start=2) if r[2] not in ("专家咨询费", "讲课费"))

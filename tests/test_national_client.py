@@ -29,8 +29,8 @@ from national_helpers import (  # noqa: F401 - `mock` is a fixture
 )
 
 
-def key_of(report: dict) -> str:
-    return idempotency_key(report["year"], report["project"]["code"], content_hash(report))
+def key_of(report: dict, version: int = 1) -> str:
+    return idempotency_key(report["year"], report["project"]["code"], version, content_hash(report))
 
 
 def upload_all(client) -> None:

@@ -82,7 +82,7 @@ def test_enqueue_is_idempotent_and_versions_changed_content(engine):
     assert [(r["version"], r["status"], r["attempts"]) for r in stored] == [(1, "pending", 0), (2, "pending", 0)]
     report = sample_report()
     assert stored[0]["content_hash"] == outbox.content_hash(report)
-    assert stored[0]["idempotency_key"] == f"2023:2023-GT-01:{outbox.content_hash(report)}"
+    assert stored[0]["idempotency_key"] == f"2023:2023-GT-01:v1:{outbox.content_hash(report)}"
     assert json.loads(stored[0]["payload"]) == report and "上海市" in stored[0]["payload"]
     # The hash is of canonical JSON: key order does not make a new version.
     reordered = dict(reversed(list(sample_report().items())))
@@ -331,3 +331,16 @@ def test_the_token_is_in_no_outbox_row(engine, mock):
     assert [r["status"] for r in stored] == ["filed", "refused"]
     for row in stored:
         assert_token_absent(*row.values())
+
+
+
+def test_a_return_to_an_earlier_report_is_filed_as_a_new_correction(engine, mock):
+    """A → B → A: the third report is version 3, sent as a correction, not swallowed by version 1."""
+    a = queue(engine)
+    b = queue(engine, service__people_served=900)
+    again = queue(engine)
+    assert len({a, b, again}) == 3 and queue(engine) == again  # a repeat of the latest adds nothing
+    deliver(engine, make_client(mock.url))
+    stored = rows(engine)
+    assert [(r["version"], r["status"]) for r in stored] == [(1, "corrected"), (2, "corrected"), (3, "filed")]
+    assert_exactly_once(mock, engine)

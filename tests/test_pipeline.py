@@ -1,9 +1,7 @@
 """The whole year job over real packages, on SQLite and PostgreSQL: clean packages are accepted
 with no finding, messy-but-valid ones too, the inbox is never touched, a second run changes nothing."""
 
-import shutil
 
-import pandas as pd
 from sqlalchemy import create_engine, func, select
 
 from adapters.warehouse.models import ExpenseLine, FindingRow, Package, SheetRow

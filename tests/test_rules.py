@@ -1,11 +1,10 @@
 """Each defect a unit can make ends as the right finding at the sheet, row and column it typed,
 and nothing else: one bad cell is one finding. One package per project, one run for them all."""
 
-from decimal import Decimal
 
 import pytest
 
-from etl.sample.builder import BASIC_FIELDS, EXPENSE_HEADER, PHOTOS, jpeg_bytes
+from etl.sample.builder import BASIC_FIELDS, EXPENSE_HEADER, PHOTOS
 from tests.conftest import put
 
 AMOUNT, SOURCE, CATEGORY, VOUCHER, DATE = (EXPENSE_HEADER.index(h) for h in ("金额（元）", "经费来源", "支出科目", "凭证号", "支出日期"))

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, func, insert, select, update
+from sqlalchemy import Engine, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.national_system.client import NationalSystemClient, Receipt, Refused, Unauthorized, Unavailable
@@ -49,9 +49,10 @@ def content_hash(payload: Any) -> str:
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 
-def idempotency_key(year: int, project_code: str, content_hash: str) -> str:
-    # Same project, year and content → same key → the system answers with the same receipt.
-    return f"{year}:{project_code}:{content_hash}"
+def idempotency_key(year: int, project_code: str, version: int, content_hash: str) -> str:
+    # Same project, year, version and content → same key → the system answers with the same receipt.
+    # The version keeps a unit's return to an earlier report (A → B → A) a new correction.
+    return f"{year}:{project_code}:v{version}:{content_hash}"
 
 
 class AttachmentUnreadable(Exception):
@@ -65,33 +66,29 @@ def _now() -> datetime:
 # --- enqueue -------------------------------------------------------------------------------------
 
 def enqueue(engine: Engine, *, year: int, project_code: str, package_id: int, payload: dict) -> int:
-    """Commit a report to the outbox and return its row id. The same content again adds nothing;
-    changed content becomes the next version (sent later as a correction of the earlier filing)."""
+    """Commit a report to the outbox and return its row id. The same content as the latest version
+    adds nothing; any other content becomes the next version (sent later as a correction)."""
     digest = content_hash(payload)
     same_project = (_t.c.year == year) & (_t.c.project_code == project_code)
     try:
         with engine.begin() as conn:
-            existing = conn.execute(select(_t.c.id, _t.c.version).where(same_project & (_t.c.content_hash == digest))).first()
-            latest = conn.execute(select(func.max(_t.c.version)).where(same_project)).scalar() or 0
-            if existing:
-                if existing.version != latest:
-                    # A unit went back to an earlier report (A → B → A). Its key is already used by
-                    # version `existing.version`, so the system would answer with that old revision;
-                    # filing A again needs a key that tells the versions apart (see the note in the reply).
-                    log.warning("national report of %s %s reverts to version %d (latest %d): not re-sent",
-                                project_code, year, existing.version, latest)
-                return existing.id
+            latest = conn.execute(select(_t.c.id, _t.c.version, _t.c.content_hash).where(same_project)
+                                  .order_by(_t.c.version.desc()).limit(1)).first()
+            if latest is not None and latest.content_hash == digest:
+                return latest.id
+            version = (latest.version if latest else 0) + 1
             now = _now()
             result = conn.execute(insert(_t).values(
-                year=year, project_code=project_code, version=latest + 1, package_id=package_id,
-                content_hash=digest, idempotency_key=idempotency_key(year, project_code, digest),
+                year=year, project_code=project_code, version=version, package_id=package_id,
+                content_hash=digest, idempotency_key=idempotency_key(year, project_code, version, digest),
                 payload=canonical_json(payload), status=PENDING, attempts=0, last_error="", receipt_no="",
                 corrects_receipt_no="", server_time="", raw_response="", created_at=now, updated_at=now))
             return result.inserted_primary_key[0]
     except IntegrityError:
-        # A concurrent run enqueued the same report first: use its row.
+        # A concurrent run enqueued a version first: use the latest if it is this content.
         with engine.connect() as conn:
-            return conn.execute(select(_t.c.id).where(same_project & (_t.c.content_hash == digest))).scalar_one()
+            return conn.execute(select(_t.c.id).where(same_project & (_t.c.content_hash == digest))
+                                .order_by(_t.c.version.desc()).limit(1)).scalar_one()
 
 
 # --- deliver ---------------------------------------------------------------------------------------

@@ -176,7 +176,9 @@ class NationalFiling(Base):
     """
 
     __tablename__ = "national_filing"
-    __table_args__ = (UniqueConstraint("year", "project_code", "content_hash"),)
+    # Versions, not contents, are unique: a unit may go back to an earlier report (A → B → A),
+    # and that third report must be filed as a correction too.
+    __table_args__ = (UniqueConstraint("year", "project_code", "version"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     year: Mapped[int] = mapped_column(Integer)
     project_code: Mapped[str] = mapped_column(String(32))

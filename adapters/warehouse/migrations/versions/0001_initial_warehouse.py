@@ -129,7 +129,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['package_id'], ['package.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('idempotency_key'),
-    sa.UniqueConstraint('year', 'project_code', 'content_hash')
+    sa.UniqueConstraint('year', 'project_code', 'version')
     )
     with op.batch_alter_table('national_filing', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_national_filing_status'), ['status'], unique=False)
