@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 YEAR ?= 2023
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install run test ui clean
+.PHONY: install run backfill test ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ run: install
 	rm -rf inbox/$(YEAR)
 	$(BIN)/python -m etl sample --year $(YEAR) --out inbox
 	$(BIN)/python -m etl run --year $(YEAR) --inbox inbox --export exports --national-mock .national-mock/state.sqlite3
+
+backfill: install
+	$(BIN)/python -m etl backfill --year $(YEAR) $(foreach p,$(PROJECTS),--project $(p)) --inbox inbox --export exports --national-mock .national-mock/state.sqlite3
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -40,9 +40,14 @@ def year_range_tags(registry: YearRegistry, instance: dg.DagsterInstance) -> dic
     in that order; codes of other years caught in between have nothing to do for this year."""
     codes = [p.code for p in registry.projects]
     instance.add_dynamic_partitions(PROJECT, codes)
-    order = {key: i for i, key in enumerate(instance.get_dynamic_partitions(PROJECT))}
+    return range_tags(registry.year, codes, list(instance.get_dynamic_partitions(PROJECT)))
+
+
+def range_tags(year: int, codes: list[str], partition_order: list[str]) -> dict[str, str]:
+    """Tags of a run over `codes` of a year, given the project partitions in the order they exist."""
+    order = {key: i for i, key in enumerate(partition_order)}
     first, last = min(codes, key=order.__getitem__), max(codes, key=order.__getitem__)
-    return {_RANGE_START: str(partition_key(first, registry.year)), _RANGE_END: str(partition_key(last, registry.year))}
+    return {_RANGE_START: str(partition_key(first, year)), _RANGE_END: str(partition_key(last, year))}
 
 
 def projects_by_year(context: dg.AssetExecutionContext) -> dict[int, list[str]]:

@@ -19,7 +19,8 @@ from adapters.national_system import TOKEN_ENV, mock_server
 from adapters.registry import load_year
 from adapters.warehouse import connect, store, upgrade
 from assets.overview import SHANGHAI
-from assets.partitions import year_range_tags
+from assets.partitions import PROJECT, partition_key, year_range_tags
+from etl.alerts import failure_message
 from etl.definitions import build_definitions
 from etl.report import print_summary
 
@@ -40,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
                      help="start the mock national system in-process with this state file and sync to it "
                           "(the demo; production sets NATIONAL_SYSTEM_URL and NATIONAL_SYSTEM_TOKEN)")
 
+    backfill = commands.add_parser("backfill", help="re-run some projects of a year (after late or corrected packages)")
+    backfill.add_argument("--year", type=int, required=True)
+    backfill.add_argument("--project", action="append", required=True, help="project code; repeat for several")
+    backfill.add_argument("--inbox", required=True)
+    backfill.add_argument("--export", required=True)
+    backfill.add_argument("--database-url")
+    backfill.add_argument("--registry")
+    backfill.add_argument("--national-mock", metavar="STATE_FILE")
+
     sample = commands.add_parser("sample", help="build the sample inbox of a year")
     sample.add_argument("--year", type=int, required=True)
     sample.add_argument("--out", required=True, help="inbox root to write <out>/<year>/ into")
@@ -59,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    if args.command == "run":
+    if args.command in ("run", "backfill"):
         return run_year(args)
     if args.command == "received":
         return record_received(args)
@@ -67,15 +77,33 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_year(args: argparse.Namespace) -> int:
+    """`run`: the year job over every registered project, as one run. `backfill`: the same job over
+    the named projects only, one run each (their packages, findings, money, national filing, and
+    the year's exports are brought up to date; other projects are left as they are)."""
     registry = load_year(args.year, args.registry)
+    projects = getattr(args, "project", None)
+    unknown = [code for code in projects or [] if registry.project(code) is None]
+    if unknown:
+        log.error("not registered in %s: %s", args.year, ", ".join(unknown))
+        return 2
     with contextlib.ExitStack() as stack:
         if args.national_mock:
             stack.enter_context(_mock_national(Path(args.national_mock)))
         defs = build_definitions(inbox=args.inbox, exports=args.export, database_url=args.database_url,
                                  registry=args.registry)
-        result = _execute(defs, registry)
-    if not result.success:
-        log.error("the year job failed; see the step errors above")
+        with _instance() as instance:
+            if projects:
+                instance.add_dynamic_partitions(PROJECT, [registry.project(c).code for c in projects])
+                runs = [{"dagster/partition": str(partition_key(registry.project(c).code, args.year))} for c in projects]
+            else:
+                runs = [year_range_tags(registry, instance)]
+            results = [_execute(defs, instance, tags) for tags in runs]
+    failed = [r for r in results if not r.success]
+    for result in failed:
+        steps = [e.step_key for e in result.all_events if e.is_step_failure and e.step_key]
+        error = next((e.message for e in result.all_events if e.is_step_failure), "")
+        print(failure_message(result.job_def.name, result.run_id, steps, error), file=sys.stderr)
+    if failed:
         return 1
     print_summary(Path(args.export) / str(args.year))
     return 0
@@ -101,17 +129,14 @@ def _mock_national(state: Path):
                 os.environ[key] = value
 
 
-def _execute(defs: dg.Definitions, registry) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_job_def("year_job")
-    with _instance() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            tags=year_range_tags(registry, instance),
-            # Dagster's console logger speaks DEBUG by default: an operator wants the steps, not the events.
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            raise_on_error=False,
-        )
-    return result
+def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def("year_job").execute_in_process(
+        instance=instance,
+        tags=tags,
+        # Dagster's console logger speaks DEBUG by default: an operator wants the steps, not the events.
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        raise_on_error=False,
+    )
 
 
 def _instance() -> dg.DagsterInstance:

@@ -1,4 +1,4 @@
-"""The Dagster code location: assets, checks, the year job and the resources, wired in one place."""
+"""The Dagster code location: assets, checks, jobs, the schedule, the sensors and the resources, wired in one place."""
 
 from __future__ import annotations
 
@@ -6,25 +6,13 @@ import os
 
 import dagster as dg
 
-from adapters.resources import ExportResource, FeeCapsResource, InboxResource, RegistryResource, WarehouseResource
-from assets.exports import year_exports
-from adapters.national_system.client import NationalSystemClient
 from adapters.national_system import TOKEN_ENV
-from assets.intake import package_intake
-from assets.national import national_report, national_sync
-from assets.reconciliation import reconciliation
-from assets.validation import package_validation
-
-ASSETS = [package_intake, package_validation, reconciliation, national_report, national_sync, year_exports]
-
-# The year's whole pipeline. Launched over a range of project partitions it is a single run
-# (the stage assets have a single-run backfill policy), whatever the number of projects.
-year_job = dg.define_asset_job(
-    "year_job",
-    selection=ASSETS,
-    executor_def=dg.in_process_executor,
-    description="年度流水线：收件 → 校验 → 对账 → 国家系统报告与同步 → 导出。",
-)
+from adapters.national_system.client import NationalSystemClient
+from adapters.resources import ExportResource, FeeCapsResource, InboxResource, RegistryResource, WarehouseResource
+from etl.alerts import failure_notice
+from etl.jobs import ASSETS, nightly_job, year_job
+from etl.schedules import nightly
+from etl.sensors import inbox_sensor
 
 
 def build_resources(
@@ -51,7 +39,13 @@ def national_system_client() -> NationalSystemClient:
 
 
 def build_definitions(**resource_values: str | None) -> dg.Definitions:
-    return dg.Definitions(assets=ASSETS, jobs=[year_job], resources=build_resources(**resource_values))
+    return dg.Definitions(
+        assets=ASSETS,
+        jobs=[year_job, nightly_job],
+        schedules=[nightly],
+        sensors=[inbox_sensor, failure_notice],
+        resources=build_resources(**resource_values),
+    )
 
 
 defs = build_definitions()
