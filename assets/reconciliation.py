@@ -21,6 +21,7 @@ from adapters.registry import REFUND_TO, RegisteredProject, YearRegistry
 from adapters.resources import FeeCapsResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
 from adapters.warehouse.models import ExpenseLine, SheetRow
+from assets.charts import as_markdown_image, spending_svg
 from assets.deadlines import after_completion_findings, late_findings, missing_findings
 from assets.fees import fee_findings
 from assets.partitions import project_year, projects_by_year, single_run
@@ -297,13 +298,14 @@ def reconciliation(
     结余说明、重复凭证、专家咨询费/讲课费标准（R001–R008）和报送时间（T001–T003）。"""
     engine = warehouse.engine()
     now = datetime.now(timezone.utc)
-    money_table, findings = [], []
+    money_table, findings, chart_rows = [], [], []
     for year, codes in projects_by_year(context).items():
         table = reconcile_projects(engine, registry.year(year), codes, fee_caps.load(), now)
         money_table += [dict(项目=code, 经费来源=l.funding_source, 拨付=fen_to_yuan(l.granted),
                              支出="" if l.spent is None else fen_to_yuan(l.spent),
                              结余="" if l.balance is None else fen_to_yuan(l.balance), 状态=l.status)
                         for code, lines in table.items() for l in lines]
+        chart_rows += [(code, l.funding_source, l.granted, l.spent) for code, lines in table.items() for l in lines]
         with engine.connect() as conn:
             findings += [f.rule_id for f in store.findings(conn, year)
                          if f.project_code in table and f.rule_id[0] in "RT"]
@@ -311,6 +313,7 @@ def reconciliation(
     frame = pd.DataFrame(money_table)
     yield dg.MaterializeResult(metadata={
         "对账表": dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "无"),
+        "支出图": dg.MetadataValue.md(as_markdown_image(spending_svg(chart_rows), "各项目经费支出")),
         "对账与时间问题（按规则）": dg.MetadataValue.json(pd.Series(findings).value_counts().sort_index().to_dict()),
     })
     yield dg.AssetCheckResult(
