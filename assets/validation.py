@@ -276,13 +276,16 @@ def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[lis
             for row, values in records.items()
         ]
     expenses = sheets.get(EXPENSES.name)
-    lines = []
+    lines: list[tuple] = []
     if expenses is not None and not expenses.frame.empty:
         typed = typed_expenses(expenses)
         typed["package_id"] = package_id
+        # Plain Python values for the driver: int fen, date, None for what could not be read.
         typed["amount_fen"] = typed["amount_fen"].astype(object).where(typed["amount_fen"].notna(), None)
         typed["spent_on"] = typed["spent_on"].astype(object).where(typed["spent_on"].notna(), None)
-        lines = typed.to_dict("records")
+        for column in ("category", "funding_source", "amount_typed", "payee", "voucher_no", "summary"):
+            typed[column] = typed[column].astype(object)
+        lines = list(typed[list(store.EXPENSE_COLUMNS)].itertuples(index=False, name=None))
     return found, sheet_rows, lines
 
 

@@ -6,6 +6,8 @@ wrote for it before inserting again, so every run is idempotent.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -138,9 +140,15 @@ def replace_findings(
         conn.execute(insert(FindingRow), rows)
 
 
+EXPENSE_COLUMNS = ("package_id", "excel_row", "spent_on", "category", "funding_source", "amount_fen",
+                   "amount_typed", "payee", "voucher_no", "summary")
+
+
 def replace_parsed_rows(
-    conn: Connection, package_ids: Sequence[int], sheets: list[dict], sheet_rows: list[dict], expense_lines: list[dict]
+    conn: Connection, package_ids: Sequence[int], sheets: list[dict], sheet_rows: list[dict],
+    expense_lines: Sequence[tuple],
 ) -> None:
+    """Replace the packages' parsed rows. `expense_lines` are tuples in EXPENSE_COLUMNS order."""
     ids = list(package_ids)
     for table in (PackageSheet, SheetRow, ExpenseLine):
         conn.execute(delete(table).where(table.package_id.in_(ids)))
@@ -149,7 +157,22 @@ def replace_parsed_rows(
     if sheet_rows:
         conn.execute(insert(SheetRow), sheet_rows)
     if expense_lines:
-        conn.execute(insert(ExpenseLine), expense_lines)
+        bulk_insert(conn, ExpenseLine.__tablename__, EXPENSE_COLUMNS, expense_lines)
+
+
+def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    """Many rows at once, the fastest way each database offers: COPY on PostgreSQL, the driver's
+    executemany of plain tuples elsewhere (SQLAlchemy's per-row parameter handling costs ~2x here)."""
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(("\\N" if v is None else v for v in row) for row in rows)
+        buffer.seek(0)
+        with conn.connection.cursor() as cursor:
+            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+        return
+    marks = ", ".join("?" for _ in columns)
+    conn.connection.cursor().executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
 
 def findings(conn: Connection, year: int) -> list:
