@@ -178,3 +178,21 @@ def test_operator_recorded_time_decides_lateness(clean, inbox, sqlite_url, run_e
     assert run.findings("T001").empty
     row = run.projects.set_index("project_code").loc["2023-ST-01"]
     assert (row.received_at, row.late) == ("2023-11-08T15:30:00+08:00", "False")
+
+
+def test_unit_text_that_looks_like_null_survives_bulk_writes(clean, inbox, database_url, run_etl):
+    from sqlalchemy import create_engine, select
+
+    from adapters.warehouse.models import ExpenseLine
+
+    spec = clean("2023-ST-02")
+    rows = spec.sheets["经费支出"]
+    rows[1][EXPENSE_HEADER.index("摘要")] = r"\N"
+    rows[2][EXPENSE_HEADER.index("摘要")] = '含"引号",逗号\n换行'
+    put(inbox, spec)
+    run_etl(inbox, database_url)
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        summaries = dict(conn.execute(select(ExpenseLine.excel_row, ExpenseLine.summary)).all())
+    engine.dispose()
+    assert summaries[2] == r"\N" and summaries[3] == '含"引号",逗号\n换行'

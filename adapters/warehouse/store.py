@@ -157,19 +157,23 @@ def replace_parsed_rows(
     if sheet_rows:
         conn.execute(insert(SheetRow), sheet_rows)
     if expense_lines:
-        bulk_insert(conn, ExpenseLine.__tablename__, EXPENSE_COLUMNS, expense_lines)
+        bulk_insert(conn, ExpenseLine.__tablename__, EXPENSE_COLUMNS, expense_lines, nullable=("spent_on", "amount_fen"))
 
 
-def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple], *,
+                nullable: Sequence[str] = ()) -> None:
     """Many rows at once, the fastest way each database offers: COPY on PostgreSQL, the driver's
-    executemany of plain tuples elsewhere (SQLAlchemy's per-row parameter handling costs ~2x here)."""
+    executemany of plain tuples elsewhere (SQLAlchemy's per-row parameter handling costs ~2x here).
+    Only the `nullable` columns may hold None; text is always quoted, so a unit's text never
+    reads as NULL."""
     names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
         buffer = io.StringIO()
-        csv.writer(buffer).writerows(("\\N" if v is None else v for v in row) for row in rows)
+        csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC).writerows(rows)  # None is written as ""
         buffer.seek(0)
+        force_null = f", FORCE_NULL ({', '.join(nullable)})" if nullable else ""
         with conn.connection.cursor() as cursor:
-            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv{force_null})", buffer)
         return
     marks = ", ".join("?" for _ in columns)
     conn.connection.cursor().executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
