@@ -12,6 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from adapters.workbook import Grid, Workbook, csv_grid
@@ -53,8 +54,8 @@ def cell_text(value: object) -> str:
     return str(value).strip()
 
 
-def _compact(text: str) -> str:
-    return "".join(unicodedata.normalize("NFKC", text).split())
+def _compact_series(s: pd.Series) -> pd.Series:
+    return s.astype(str).str.normalize("NFKC").str.replace(r"\s+", "", regex=True)
 
 
 def text_frame(grid: Grid) -> pd.DataFrame:
@@ -84,11 +85,16 @@ def parse_table(grid: Grid, layout: SheetLayout, typed_name: str) -> ParsedSheet
     filled = body.ne("")
     counts = filled.sum(axis=1)
 
-    # Everything from the 合计 row on is the declared total and notes, not expenses.
-    compact_first = body.apply(lambda row: next((_compact(v) for v in row if v), ""), axis=1)
-    is_total = compact_first.str.match(_TOTAL.pattern) | body.apply(
-        lambda row: any(_TOTAL.match(_compact(v)) for v in row if v), axis=1
-    )
+    # Everything from the 合计 row on is the declared total and notes, not expenses: the row whose
+    # first cell, 序号 or 摘要 says 合计 (vectorised: a year can hold a million rows).
+    cells_np, filled_np = body.to_numpy(), filled.to_numpy()
+    first_cell = cells_np[np.arange(len(body)), filled_np.argmax(axis=1)] if len(body) else cells_np[:, 0]
+    compact_first = _compact_series(pd.Series(first_cell, index=body.index))
+    said_total = compact_first.str.match(_TOTAL.pattern)
+    for col, f in mapping.items():
+        if f in ("seq", "summary"):
+            said_total |= _compact_series(body[col]).str.match(_TOTAL.pattern)
+    is_total = said_total
     total = None
     if is_total.any():
         total_row = int(is_total.idxmax())
