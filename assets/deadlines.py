@@ -13,9 +13,7 @@ from adapters.warehouse.models import ExpenseLine, SheetRow
 from assets.overview import SHANGHAI, deadline_end, received_at
 from schemas.findings import Finding, make_finding
 from schemas.layout import ACTIVITIES, EXPENSES
-from schemas.values import parse_date
-
-import pandas as pd
+from schemas.values import date_of
 
 
 def late_findings(registry: YearRegistry, packages: list) -> dict[int, list[Finding]]:
@@ -61,8 +59,8 @@ def after_completion_findings(conn: Connection, registry: YearRegistry, team_pac
         values = json.loads(data)
         for field in ("start_date", "end_date"):
             typed = str(values.get(field) or "")
-            day = parse_date(pd.Series([typed])).iloc[0]
-            if not pd.isna(day) and day.date() > done:
+            day = date_of(typed)
+            if day is not None and day > done:
                 out.setdefault(package_id, []).append(make_finding(
                     "T002", sheet=_sheet(sheets, package_id, ACTIVITIES.name), row=excel_row,
                     column=_header(sheets, package_id, ACTIVITIES.name, field), value=typed, deadline=done.isoformat()))

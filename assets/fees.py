@@ -5,7 +5,6 @@ import json
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
-import pandas as pd
 from sqlalchemy import Connection, select
 
 from adapters.fee_caps import FeeCaps, caps_on
@@ -13,7 +12,7 @@ from adapters.registry import normalize_name
 from adapters.warehouse.models import ExpenseLine, SheetRow
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, EXPERTS
-from schemas.values import fen_to_yuan, parse_amount
+from schemas.values import amount_of, fen_to_yuan
 
 CONSULTATION, LECTURE = "专家咨询费", "讲课费"
 
@@ -93,7 +92,7 @@ def _experts(conn: Connection, package_ids: list[int]) -> dict[int, dict[str, tu
     for package_id, data in rows:
         values = json.loads(data)
         name = str(values.get("name") or "").strip()
-        days = parse_amount(pd.Series([str(values.get("service_days") or "")])).iloc[0]
-        if name and days["readable"] and not pd.isna(days["fen"]) and days["fen"] > 0:
-            experts[package_id][normalize_name(name)] = (name, str(values.get("title") or ""), Decimal(int(days["fen"])) / 100)
+        days = amount_of(values.get("service_days")).fen
+        if name and days is not None and days > 0:
+            experts[package_id][normalize_name(name)] = (name, str(values.get("title") or ""), Decimal(days) / 100)
     return experts

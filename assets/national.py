@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 from sqlalchemy import Connection, Engine, select
 
 from adapters.inbox import PackageRef, describe_package, open_package
@@ -31,12 +30,13 @@ from assets.reconciliation import reconciliation
 from schemas.findings import make_finding
 from schemas.layout import ACTIVITIES, BASIC_INFO, EXPERTS, PHOTOS, PUBLICITY
 from schemas.national_report import missing_fields
-from schemas.values import fen_to_yuan, parse_amount, parse_date, parse_int
+from schemas.values import amount_of, date_of, fen_to_yuan, int_of
 
 PROVINCE = "上海市"
 
 
-def build_report(conn: Connection, registry: YearRegistry, project: RegisteredProject, package_id: int) -> dict:
+def build_report(conn: Connection, registry: YearRegistry, project: RegisteredProject, package_id: int,
+                 money: list) -> dict:
     """The report of one project from its package in use, shaped as the contract's Report
     (adapters/national_system/openapi.yaml). Money as strings with two decimals (exact); files by SHA-256."""
     rows = _sheet_rows(conn, package_id)
@@ -44,7 +44,6 @@ def build_report(conn: Connection, registry: YearRegistry, project: RegisteredPr
     activities, experts = rows[ACTIVITIES.name], rows[EXPERTS.name]
     listing = PackageListing([dict(path=f.path, size=f.size, sha256=f.sha256)
                               for f in store.package_files(conn, [package_id])[package_id]])
-    money = [r for r in store.reconciliation(conn, registry.year) if r.project_code == project.code]
     places = {(a.get("place", ""), a.get("region_code", "")) for a in activities if a.get("place")}
     return {
         "year": registry.year,
@@ -76,18 +75,17 @@ def build_report(conn: Connection, registry: YearRegistry, project: RegisteredPr
 
 
 def _count(typed: object) -> int:
-    value = parse_int(pd.Series([str(typed or "")])).iloc[0]
-    return 0 if pd.isna(value) else int(value)
+    return int_of(typed) or 0
 
 
 def _iso(typed: str) -> str:
-    day = parse_date(pd.Series([typed])).iloc[0]
-    return "" if pd.isna(day) else day.date().isoformat()
+    day = date_of(typed)
+    return "" if day is None else day.isoformat()
 
 
 def _yuan(typed: str) -> str:
-    fen = parse_amount(pd.Series([typed]))["fen"].iloc[0]
-    return "" if pd.isna(fen) else fen_to_yuan(int(fen))
+    fen = amount_of(typed).fen
+    return "" if fen is None else fen_to_yuan(fen)
 
 
 def _sheet_rows(conn: Connection, package_id: int) -> dict[str, list[dict]]:
@@ -124,6 +122,9 @@ def prepare_reports(engine: Engine, registry: YearRegistry, codes: list[str], ou
         in_use = store.newest_packages(conn, year)
         fatal = store.fatal_package_ids(conn, [p.id for p in in_use.values()], store.ALL_STAGES_BUT_NATIONAL)
         reports = {}
+        money = defaultdict(list)
+        for row in store.reconciliation(conn, year):
+            money[row.project_code].append(row)
         for project in national:
             package = in_use.get(project.code)
             target = out_dir / f"{project.code}.json"
@@ -131,7 +132,7 @@ def prepare_reports(engine: Engine, registry: YearRegistry, codes: list[str], ou
                 target.unlink(missing_ok=True)  # only a package with no fatal finding is reported
                 outcome[project.code] = "not eligible"
                 continue
-            report = build_report(conn, registry, project, package.id)
+            report = build_report(conn, registry, project, package.id, money[project.code])
             missing = missing_fields(report)
             if missing:
                 target.unlink(missing_ok=True)

@@ -28,7 +28,7 @@ from assets.partitions import project_year, projects_by_year, single_run
 from assets.validation import package_validation
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, LEFTOVER
-from schemas.values import fen_to_yuan, parse_amount
+from schemas.values import amount_of, fen_to_yuan
 
 
 @dataclass
@@ -114,8 +114,7 @@ def _add_sheet_names(conn: Connection, money: dict[int, PackageMoney]) -> None:
 
 
 def _fen(typed: object) -> int | None:
-    fen = parse_amount(pd.Series([str(typed)]))["fen"].iloc[0]
-    return None if pd.isna(fen) else int(fen)
+    return amount_of(typed).fen
 
 
 def reconcile(project: RegisteredProject, registry: YearRegistry, money: PackageMoney | None) -> tuple[list[SourceLine], list[Finding]]:

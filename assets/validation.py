@@ -27,7 +27,7 @@ from schemas.catalog import Severity
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, LAYOUTS, REFUSED_CATEGORIES, SOURCES_BY_LEVEL, SheetLayout
 from schemas.sheets import FIELD_KINDS, MODELS
-from schemas.values import parse_amount, parse_date, uscc_problem
+from schemas.values import amount_of, parse_amount, parse_date, uscc_problem
 
 # When one cell breaks several rules, the unit hears about the most basic one only.
 _PRIORITY = ["S001", "S003", "S002", "S006", "S004", "S005", "S009", "P006", "S007", "S010", "S008", "M004"]
@@ -76,7 +76,7 @@ def unreadable_total(sheet: ParsedSheet) -> list[Finding]:
     if sheet.total is None:
         return []
     row, typed = sheet.total
-    if not typed.strip() or parse_amount(pd.Series([typed]))["readable"].iloc[0]:
+    if not typed.strip() or amount_of(typed).readable:
         return []
     header = sheet.headers.get("amount", EXPENSES.column("amount").header)
     kind, example = FIELD_KINDS["amount"]
@@ -138,12 +138,10 @@ def _finding(rule_id: str, layout: SheetLayout, package: PackageSheets, column: 
         level = package.project.level
         return make_finding("S005", **place, level=LEVEL_ZH[level], allowed="、".join(SOURCES_BY_LEVEL[level]))
     if rule_id == "S006":
-        amount = parse_amount(pd.Series([value])).iloc[0]
-        detail = "超过两位小数" if amount["decimals"] > 2 else "不是正数"
+        detail = "超过两位小数" if (amount_of(value).decimals or 0) > 2 else "不是正数"
         return make_finding("S006", **place, detail=detail)
     if rule_id == "S007":
-        same = frame[(frame["package_id"] == package.package_id) & (frame["voucher_no"].str.strip() == value.strip())]
-        others = [str(r) for r in same["excel_row"] if r != excel_row]
+        others = [str(r) for r in _voucher_rows(frame)[(package.package_id, value.strip())] if r != excel_row]
         return make_finding("S007", **place, other_rows="、".join(others))
     if rule_id == "S008":
         return make_finding("S008", **place, year=package.year)
@@ -156,6 +154,18 @@ def _finding(rule_id: str, layout: SheetLayout, package: PackageSheets, column: 
         photo = str(row.get("file_name") or "")
         return make_finding("M004", **place, photo=photo)
     return make_finding(rule_id, **place)
+
+
+def _voucher_rows(frame: pd.DataFrame) -> dict[tuple[int, str], list[int]]:
+    """(package, voucher) -> its Excel rows; computed once per frame, for S007's message."""
+    cached = frame.attrs.get("voucher_rows")
+    if cached is None:
+        keys = zip(frame["package_id"], frame["voucher_no"].fillna("").astype(str).str.strip(), frame["excel_row"])
+        cached = defaultdict(list)
+        for package_id, voucher, row in keys:
+            cached[(int(package_id), voucher)].append(int(row))
+        frame.attrs["voucher_rows"] = cached
+    return cached
 
 
 def _one_per_cell(findings: list[Finding]) -> list[Finding]:

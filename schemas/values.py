@@ -8,6 +8,9 @@ Amounts are read into integer fen; no float is ever involved.
 from __future__ import annotations
 
 import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
 
 import pandas as pd
 
@@ -53,6 +56,45 @@ def parse_int(s: pd.Series) -> pd.Series:
     text = clean_text(s).str.replace(r"[,，\s]", "", regex=True)
     ok = text.str.fullmatch(r"\d+(\.0+)?")
     return pd.to_numeric(text.where(ok).str.replace(r"\.0+$", "", regex=True), errors="coerce").astype("Int64")
+
+
+# One value at a time, for messages and single cells (a pandas call per value costs milliseconds).
+# Same patterns as the vectorised readers above; tests/test_values.py holds both to the same answers.
+_AMOUNT_NOISE_RE, _AMOUNT_RE, _DATE_RE = re.compile(_AMOUNT_NOISE), re.compile(_AMOUNT), re.compile(_DATE)
+
+
+@dataclass(frozen=True)
+class Amount:
+    readable: bool
+    decimals: int | None
+    fen: int | None  # None when unreadable or more than two decimals
+
+
+def amount_of(typed: object) -> Amount:
+    text = _AMOUNT_NOISE_RE.sub("", unicodedata.normalize("NFKC", "" if typed is None else str(typed)).strip())
+    parts = _AMOUNT_RE.match(text)
+    if parts is None:
+        return Amount(False, None, None)
+    frac = parts["frac"] or ""
+    if len(frac) > 2:
+        return Amount(True, len(frac), None)
+    fen = int(parts["whole"]) * 100 + int(frac.ljust(2, "0"))
+    return Amount(True, len(frac), -fen if parts["sign"] == "-" else fen)
+
+
+def date_of(typed: object) -> date | None:
+    parts = _DATE_RE.match(unicodedata.normalize("NFKC", "" if typed is None else str(typed)).strip())
+    if parts is None:
+        return None
+    try:
+        return date(int(parts["y"]), int(parts["m"]), int(parts["d"]))
+    except ValueError:
+        return None
+
+
+def int_of(typed: object) -> int | None:
+    text = re.sub(r"[,，\s]", "", unicodedata.normalize("NFKC", "" if typed is None else str(typed)))
+    return int(text.split(".")[0]) if re.fullmatch(r"\d+(\.0+)?", text) else None
 
 
 def fen_to_yuan(fen: int) -> str:

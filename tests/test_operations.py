@@ -94,6 +94,10 @@ def test_backfill_after_late_packages(clean, inbox, tmp_path, monkeypatch):
     assert main(["run", *common]) == 0
     before = Run(export)
     assert before.status("2023-GT-02") == "synced" and before.status("2023-SB-05") == "missing"
+    feedback = export / "2023" / "feedback"
+    # Clean projects have nothing to act on: no feedback file. Missing ones are asked to hand in.
+    assert not (feedback / "2023-ST-01.xlsx").exists() and (feedback / "2023-SB-05.xlsx").exists()
+    untouched = {p.name: p.stat().st_mtime_ns for p in feedback.glob("*.xlsx") if p.stem not in ("2023-SB-05", "2023-GT-02")}
 
     # Late: a corrected package of a national team (another photo caption), and a first package of SB-05.
     corrected = clean("2023-GT-02", seed=9)
@@ -107,6 +111,8 @@ def test_backfill_after_late_packages(clean, inbox, tmp_path, monkeypatch):
     after = Run(export)
 
     changed = {"2023-GT-02", "2023-SB-05"}
+    # Feedback of projects the backfill did not change is not rewritten.
+    assert {name: (feedback / name).stat().st_mtime_ns for name in untouched} == untouched
     # Nothing else changed.
     pd.testing.assert_frame_equal(_projects_without(after, changed), _projects_without(before, changed))
     pd.testing.assert_frame_equal(_issues_without(after, changed), _issues_without(before, changed))

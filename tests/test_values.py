@@ -61,3 +61,21 @@ def test_uscc_check_digit():
 def test_region_codes():
     assert is_region_code(pd.Series(["310104", "533422", "310115.0", "999999", "31010", "000000"])).tolist() == [
         True, True, True, False, False, False]
+
+
+SAMPLES = ["1234.5", "1,234.50", "¥1,234.50", "１２３４．５０", "-5", "1.234", "abc", "", "0.01", " 7 元", "1.",
+           "2023-06-01", "2023/6/1", "2023年6月1日", "2023-02-30", "2023.06.01 08:00"]
+
+
+def test_one_value_readers_agree_with_the_vectorised_ones():
+    from schemas.values import amount_of, date_of, int_of
+
+    amounts = parse_amount(pd.Series(SAMPLES))
+    dates = parse_date(pd.Series(SAMPLES))
+    for i, typed in enumerate(SAMPLES):
+        one = amount_of(typed)
+        assert one.readable == amounts.loc[i, "readable"], typed
+        assert one.fen == (None if pd.isna(amounts.loc[i, "fen"]) else amounts.loc[i, "fen"]), typed
+        assert date_of(typed) == (None if pd.isna(dates.iloc[i]) else dates.iloc[i].date()), typed
+    for typed, vectorised in zip(SAMPLES + ["12", "12.0", "1,200"], parse_int(pd.Series(SAMPLES + ["12", "12.0", "1,200"]))):
+        assert int_of(typed) == (None if pd.isna(vectorised) else vectorised), typed

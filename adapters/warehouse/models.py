@@ -215,3 +215,12 @@ class ReconciliationRow(Base):
     declared_total_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     audited_total_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     status: Mapped[str] = mapped_column(String(16))
+
+
+class ExportFingerprint(Base):
+    """What an export file was last written from, so an unchanged file is not written again."""
+
+    __tablename__ = "export_fingerprint"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)  # path under <export>/<year>/
+    fingerprint: Mapped[str] = mapped_column(String(64))

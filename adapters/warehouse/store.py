@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from adapters.registry import FUNDING_SOURCES, YearRegistry
 from adapters.warehouse.models import (
     ExpenseLine,
+    ExportFingerprint,
     FindingRow,
     GrantRule,
     NationalFiling,
@@ -254,3 +255,19 @@ def confirmed_national_packages(conn: Connection, year: int) -> dict[str, int]:
     ).all()
     latest = {r.project_code: r for r in rows}
     return {code: r.package_id for code, r in latest.items() if r.status == "accepted"}
+
+
+def export_fingerprints(conn: Connection, year: int) -> dict[str, str]:
+    return dict(conn.execute(select(ExportFingerprint.name, ExportFingerprint.fingerprint)
+                             .where(ExportFingerprint.year == year)).all())
+
+
+def set_export_fingerprints(conn: Connection, year: int, fingerprints: dict[str, str | None]) -> None:
+    """Record what each export file was written from; None forgets a file that was removed."""
+    if not fingerprints:
+        return
+    conn.execute(delete(ExportFingerprint).where(ExportFingerprint.year == year,
+                                                 ExportFingerprint.name.in_(list(fingerprints))))
+    rows = [dict(year=year, name=name, fingerprint=fp) for name, fp in fingerprints.items() if fp is not None]
+    if rows:
+        conn.execute(insert(ExportFingerprint), rows)

@@ -15,6 +15,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('export_fingerprint',
+    sa.Column('year', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=300), nullable=False),
+    sa.Column('fingerprint', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('year', 'name')
+    )
     op.create_table('grant_rule',
     sa.Column('year', sa.Integer(), nullable=False),
     sa.Column('level', sa.String(length=16), nullable=False),
@@ -213,3 +219,4 @@ def downgrade() -> None:
 
     op.drop_table('package')
     op.drop_table('grant_rule')
+    op.drop_table('export_fingerprint')
