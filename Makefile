@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 YEAR ?= 2023
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install run backfill test ui clean
+.PHONY: install run backfill test ui screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: install
 
 ui: install
 	$(BIN)/dagster dev -m etl.definitions
+
+# Screenshots of the UI over the 2023 sample (installs Debian's chromium + fonts-noto-cjk as root).
+screenshots: install
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) exports inbox warehouse.db* .dagster_home/storage .dagster_home/history .dagster_home/logs

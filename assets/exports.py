@@ -21,7 +21,8 @@ from assets.overview import project_overview
 from assets.partitions import years_of_run
 from assets.feedback import write_feedback
 from assets.national import national_sync
-from assets.summary_workbook import write_summary
+from assets.summary_workbook import SEVERITY_ZH, write_summary
+from schemas.catalog import PROJECT_STATUS_ZH, RULES
 from schemas.values import fen_to_yuan
 
 RECONCILIATION_COLUMNS = ["year", "project_code", "funding_source", "granted", "spent", "balance", "refund_to",
@@ -157,9 +158,12 @@ def year_exports(
     for year in years_of_run(context):
         written = write_year_exports(warehouse.engine(), registry.year(year), exports.year_dir(year))
         projects, issues = written["projects"], written["issues"]
-        by_status = projects["status"].value_counts().to_dict()
+        by_status = {PROJECT_STATUS_ZH.get(s, s): n for s, n in projects["status"].value_counts().items()}
         by_rule = issues.groupby(["rule_id", "severity"]).size().reset_index(name="count")
         metadata[f"{year} 项目状态"] = dg.MetadataValue.json(by_status)
+        by_rule = by_rule.rename(columns={"rule_id": "规则", "severity": "级别", "count": "问题数"})
+        by_rule["级别"] = by_rule["级别"].map(SEVERITY_ZH)
+        by_rule["名称"] = by_rule["规则"].map(lambda r: RULES[r].title)
         metadata[f"{year} 问题数（按规则）"] = dg.MetadataValue.md(by_rule.to_markdown(index=False) if len(by_rule) else "无")
         metadata[f"{year} projects.csv"] = dg.MetadataValue.path(str(written["projects_csv"].resolve()))
         metadata[f"{year} issues.csv"] = dg.MetadataValue.path(str(written["issues_csv"].resolve()))

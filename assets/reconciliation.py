@@ -300,9 +300,8 @@ def reconciliation(
     money_table, findings, chart_rows = [], [], []
     for year, codes in projects_by_year(context).items():
         table = reconcile_projects(engine, registry.year(year), codes, fee_caps.load(), now)
-        money_table += [dict(项目=code, 经费来源=l.funding_source, 拨付=fen_to_yuan(l.granted),
-                             支出="" if l.spent is None else fen_to_yuan(l.spent),
-                             结余="" if l.balance is None else fen_to_yuan(l.balance), 状态=l.status)
+        money_table += [dict(项目=code, 经费来源=l.funding_source, 拨付=_shown_yuan(l.granted),
+                             支出=_shown_yuan(l.spent), 结余=_shown_yuan(l.balance), 状态=STATUS_ZH[l.status])
                         for code, lines in table.items() for l in lines]
         chart_rows += [(code, l.funding_source, l.granted, l.spent) for code, lines in table.items() for l in lines]
         with engine.connect() as conn:
@@ -311,7 +310,8 @@ def reconciliation(
             misused = _reconciled_rejected(conn, year)
     frame = pd.DataFrame(money_table)
     yield dg.MaterializeResult(metadata={
-        "对账表": dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "无"),
+        # disable_numparse: tabulate would turn "98724.50" back into the float 98724.5.
+        "对账表": dg.MetadataValue.md(frame.to_markdown(index=False, disable_numparse=True) if len(frame) else "无"),
         "支出图": dg.MetadataValue.md(as_markdown_image(spending_svg(chart_rows), "各项目经费支出")),
         "对账与时间问题（按规则）": dg.MetadataValue.json(pd.Series(findings).value_counts().sort_index().to_dict()),
     })
@@ -319,6 +319,17 @@ def reconciliation(
         check_name=MONEY_CHECK, passed=not misused,
         metadata={"使用了被退回材料包的项目": dg.MetadataValue.json(sorted(misused))},
     )
+
+
+STATUS_ZH = {"balanced": "已平衡", "refund_due": "有结余应退回", "overspent": "超支", "unreconciled": "未对账"}
+
+
+def _shown_yuan(fen: int | None) -> str:
+    """1234567 fen -> '12,345.67' for the operator's table (exact: from integer fen)."""
+    if fen is None:
+        return ""
+    yuan, cents = fen_to_yuan(fen).split(".")
+    return f"{int(yuan):,}.{cents}"
 
 
 def _reconciled_rejected(conn: Connection, year: int) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-_STATUS_ZH = {"accepted": "通过", "rejected": "退回", "missing": "未报送", "synced": "已报送国家系统"}
+from schemas.catalog import PROJECT_STATUS_ZH as _STATUS_ZH
 
 
 def print_summary(year_dir: Path) -> None:

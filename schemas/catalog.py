@@ -74,5 +74,9 @@ RULES: dict[str, Rule] = {
 }
 
 
+# A project's status in projects.csv, as the bureau and the units read it.
+PROJECT_STATUS_ZH = {"accepted": "通过", "rejected": "退回", "missing": "未报送", "synced": "已报送国家系统"}
+
+
 def rule(rule_id: str) -> Rule:
     return RULES[rule_id]
