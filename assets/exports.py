@@ -21,8 +21,8 @@ from assets.overview import project_overview
 from assets.partitions import years_of_run
 from assets.feedback import write_feedback
 from assets.national import national_sync
-from assets.summary_workbook import SEVERITY_ZH, write_summary
-from schemas.catalog import PROJECT_STATUS_ZH, RULES
+from assets.summary_workbook import write_summary
+from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
 from schemas.values import fen_to_yuan
 
 RECONCILIATION_COLUMNS = ["year", "project_code", "funding_source", "granted", "spent", "balance", "refund_to",

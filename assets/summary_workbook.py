@@ -22,10 +22,9 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from adapters.registry import LEVEL_ZH, REFUND_TO, TYPE_ZH
-from schemas.catalog import PROJECT_STATUS_ZH
+from schemas.catalog import PROJECT_STATUS_ZH, SEVERITY_ZH
 
 STATUS_ZH = PROJECT_STATUS_ZH
-SEVERITY_ZH = {"fatal": "致命", "warning": "警告"}
 NATIONAL_STATUS_ZH = {
     "pending": "待发送", "dry_run": "已生成（未发送）", "filed": "已报送，待确认", "accepted": "已确认",
     "returned": "被退回", "refused": "被拒收", "corrected": "已被新版本更正",

@@ -23,10 +23,10 @@ from assets.intake import package_intake
 from assets.materials import materials_findings
 from assets.partitions import project_year, projects_by_year, single_run
 from assets.sheets import ParsedSheet, read_sheets
-from schemas.catalog import Severity
+from schemas.catalog import SEVERITY_ZH, Severity
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, LAYOUTS, REFUSED_CATEGORIES, SOURCES_BY_LEVEL, SheetLayout
-from schemas.sheets import FIELD_KINDS, MODELS
+from schemas.sheets import FIELD_KINDS, prepare, schema_for
 from schemas.values import amount_of, parse_amount, parse_date, uscc_problem
 
 # When one cell breaks several rules, the unit hears about the most basic one only.
@@ -55,7 +55,7 @@ def validate_sheets(batch: list[PackageSheets]) -> dict[int, list[Finding]]:
         if frame.empty:
             continue
         try:
-            MODELS[layout.name].validate(frame, lazy=True)
+            schema_for(layout.name).validate(prepare(frame), lazy=True)
         except pa.errors.SchemaErrors as errors:
             by_id = {p.package_id: p for p in present}
             for package_id, finding in _failures_to_findings(layout, errors.failure_cases, frame, by_id):
@@ -109,6 +109,7 @@ def _failures_to_findings(
 ) -> list[tuple[int, Finding]]:
     out = []
     cases = cases[cases["index"].notna()]
+    vouchers = _voucher_rows(frame) if cases["check"].astype(str).str.startswith("S007").any() else {}
     for check, column, index in zip(cases["check"], cases["column"], cases["index"]):
         rule_id, _, named_column = str(check).partition(":")
         if named_column and named_column != column:
@@ -118,11 +119,12 @@ def _failures_to_findings(
         if value is None or (isinstance(value, float) and pd.isna(value)):
             continue  # the column is absent from this package: S001 already says so
         package = packages[int(row["package_id"])]
-        out.append((package.package_id, _finding(rule_id, layout, package, column, row, frame)))
+        out.append((package.package_id, _finding(rule_id, layout, package, column, row, vouchers)))
     return out
 
 
-def _finding(rule_id: str, layout: SheetLayout, package: PackageSheets, column: str, row, frame) -> Finding:
+def _finding(rule_id: str, layout: SheetLayout, package: PackageSheets, column: str, row,
+             vouchers: dict[tuple[int, str], list[int]]) -> Finding:
     sheet = package.sheets[layout.name]
     header = sheet.headers.get(column, layout.column(column).header)
     excel_row = sheet.rows.get(column) if layout.key_value else int(row["excel_row"])
@@ -141,7 +143,7 @@ def _finding(rule_id: str, layout: SheetLayout, package: PackageSheets, column: 
         detail = "超过两位小数" if (amount_of(value).decimals or 0) > 2 else "不是正数"
         return make_finding("S006", **place, detail=detail)
     if rule_id == "S007":
-        others = [str(r) for r in _voucher_rows(frame)[(package.package_id, value.strip())] if r != excel_row]
+        others = [str(r) for r in vouchers[(package.package_id, value.strip())] if r != excel_row]
         return make_finding("S007", **place, other_rows="、".join(others))
     if rule_id == "S008":
         return make_finding("S008", **place, year=package.year)
@@ -157,15 +159,12 @@ def _finding(rule_id: str, layout: SheetLayout, package: PackageSheets, column: 
 
 
 def _voucher_rows(frame: pd.DataFrame) -> dict[tuple[int, str], list[int]]:
-    """(package, voucher) -> its Excel rows; computed once per frame, for S007's message."""
-    cached = frame.attrs.get("voucher_rows")
-    if cached is None:
-        keys = zip(frame["package_id"], frame["voucher_no"].fillna("").astype(str).str.strip(), frame["excel_row"])
-        cached = defaultdict(list)
-        for package_id, voucher, row in keys:
-            cached[(int(package_id), voucher)].append(int(row))
-        frame.attrs["voucher_rows"] = cached
-    return cached
+    """(package, voucher) -> its Excel rows, for S007's message (computed once per batch)."""
+    rows: dict[tuple[int, str], list[int]] = defaultdict(list)
+    keys = zip(frame["package_id"], frame["voucher_no"].fillna("").astype(str).str.strip(), frame["excel_row"])
+    for package_id, voucher, row in keys:
+        rows[(int(package_id), voucher)].append(int(row))
+    return rows
 
 
 def _one_per_cell(findings: list[Finding]) -> list[Finding]:
@@ -327,10 +326,10 @@ def package_validation(
         with engine.connect() as conn:
             findings += [f for f in store.findings(conn, year) if f.project_code in codes]
     table = pd.DataFrame(
-        [dict(项目=f.project_code, 材料包=f.package, 规则=f.rule_id, 级别=f.severity, 工作表=f.sheet,
+        [dict(项目=f.project_code, 材料包=f.package, 规则=f.rule_id, 级别=SEVERITY_ZH[f.severity], 工作表=f.sheet,
               行=f.row or "", 列=f.column, 填写值=f.value, 说明=f.message) for f in findings]
     )
-    fatal = int((table["级别"] == "fatal").sum()) if len(table) else 0
+    fatal = int((table["级别"] == SEVERITY_ZH["fatal"]).sum()) if len(table) else 0
     by_rule = table.groupby("规则").size().to_dict() if len(table) else {}
     yield dg.MaterializeResult(metadata={
         "项目数": len(projects),

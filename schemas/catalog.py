@@ -74,6 +74,7 @@ RULES: dict[str, Rule] = {
 }
 
 
+SEVERITY_ZH = {"fatal": "致命", "warning": "警告"}
 # A project's status in projects.csv, as the bureau and the units read it.
 PROJECT_STATUS_ZH = {"accepted": "通过", "rejected": "退回", "missing": "未报送", "synced": "已报送国家系统"}
 

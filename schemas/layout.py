@@ -38,12 +38,20 @@ class SheetLayout:
     key_value: bool = False  # 基本信息: column A the field, column B the value
     required: bool = True  # the sheet itself must be present: P003 otherwise
 
+    def __post_init__(self) -> None:
+        # Header variants -> column, built once (matching runs for every header cell of every sheet).
+        index: dict[str, Column] = {}
+        for column in self.columns:
+            for key in column.keys():
+                index.setdefault(key, column)
+        object.__setattr__(self, "_index", index)
+
     def column(self, field: str) -> Column:
         return next(c for c in self.columns if c.field == field)
 
     def match(self, typed_header: object) -> Column | None:
         key = header_key(typed_header)
-        return next((c for c in self.columns if key in c.keys()), None) if key else None
+        return self._index.get(key) if key else None
 
 
 SEQ = Column("seq", "序号", ("编号", "行号"), required=False)

@@ -10,6 +10,7 @@ cells (S002 reports those), so one bad cell yields one finding.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import pandas as pd
@@ -25,28 +26,76 @@ def _blank(s: pd.Series) -> pd.Series:
     return clean_text(s) == ""
 
 
-def _date_ok(s: pd.Series) -> pd.Series:
-    return _blank(s) | parse_date(s).notna()
+# How each typed field is read, and what S002 tells the unit it should look like.
+FIELD_KINDS: dict[str, tuple[str, str]] = {
+    **{f: ("日期", "2023-06-01") for f in ("service_start", "service_end", "filled_on", "spent_on", "start_date",
+                                          "end_date", "taken_on", "refunded_on", "published_on")},
+    **{f: ("金额", "1234.50") for f in ("amount", "audited_total")},
+    **{f: ("整数", "12") for f in ("year", "experts", "people_served", "trainees", "problems_solved")},
+    "service_days": ("天数", "2 或 0.5"),
+}
+POSITIVE_AMOUNTS = ("amount",)  # S006: an expense or a leftover must be positive with at most 2 decimals
+IN_PROGRAM_YEAR = ("spent_on", "start_date", "end_date")  # S008
 
 
-def _amount_ok(s: pd.Series) -> pd.Series:
-    return _blank(s) | parse_amount(s)["readable"]
+def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+    """Read every typed field of a batch once (`<field>__blank`, `__date`, `__int`, `__readable`,
+    `__decimals`, `__fen`), so the checks below are boolean operations, not parses: at a million
+    rows parsing is most of validation's cost."""
+    parsed = {}
+    for field, (kind, _) in FIELD_KINDS.items():
+        if field not in frame:
+            continue
+        text = clean_text(frame[field].fillna(""))
+        parsed[f"{field}__blank"] = text == ""
+        if kind == "日期":
+            parsed[f"{field}__date"] = parse_date(text)
+        elif kind == "整数":
+            parsed[f"{field}__int"] = parse_int(text)
+        else:
+            amount = parse_amount(text)
+            parsed |= {f"{field}__readable": amount["readable"], f"{field}__decimals": amount["decimals"],
+                       f"{field}__fen": amount["fen"]}
+    return pd.concat([frame, pd.DataFrame(parsed, index=frame.index)], axis=1) if parsed else frame
 
 
-def _int_ok(s: pd.Series) -> pd.Series:
-    return _blank(s) | parse_int(s).notna()
+def _readable(df: pd.DataFrame, field: str) -> pd.Series:
+    """S002: blank (S003's business) or readable as its kind."""
+    kind = FIELD_KINDS[field][0]
+    value = df[f"{field}__date"] if kind == "日期" else df[f"{field}__int"] if kind == "整数" else None
+    readable = value.notna() if value is not None else df[f"{field}__readable"]
+    return df[f"{field}__blank"] | readable
 
 
-def _positive_exact(s: pd.Series) -> pd.Series:
-    amount = parse_amount(s)
-    return ~amount["readable"] | ((amount["decimals"] <= 2) & (amount["fen"] > 0)).fillna(False).astype(bool)
+def _positive_exact(df: pd.DataFrame, field: str) -> pd.Series:
+    """S006, judged only on readable amounts (S002 reports the others)."""
+    exact = (df[f"{field}__decimals"] <= 2) & (df[f"{field}__fen"] > 0)
+    return ~df[f"{field}__readable"] | exact.fillna(False).astype(bool)
 
 
-def _in_year(df: pd.DataFrame, column: str) -> pd.Series:
-    if column not in df:
-        return pd.Series(True, index=df.index)
-    year = parse_date(df[column]).dt.year
+def _in_year(df: pd.DataFrame, field: str) -> pd.Series:
+    """S008, judged only on readable dates."""
+    year = df[f"{field}__date"].dt.year
     return year.isna() | (year == pd.to_numeric(df["year"]))
+
+
+def _field_checks(fields: list[str]) -> list[pa.Check]:
+    """The value checks every typed field gets, named RULE:field so findings name the column."""
+    checks = []
+    for field in fields:
+        if field not in FIELD_KINDS:
+            continue
+        checks.append(pa.Check(lambda df, f=field: _ok(df, f, _readable), name=f"S002:{field}"))
+        if field in POSITIVE_AMOUNTS:
+            checks.append(pa.Check(lambda df, f=field: _ok(df, f, _positive_exact), name=f"S006:{field}"))
+        if field in IN_PROGRAM_YEAR:
+            checks.append(pa.Check(lambda df, f=field: _ok(df, f, _in_year), name=f"S008:{field}"))
+    return checks
+
+
+def _ok(df: pd.DataFrame, field: str, test) -> pd.Series:
+    """A field a package does not have (S001 says so) passes every value check."""
+    return test(df, field) if f"{field}__blank" in df else pd.Series(True, index=df.index)
 
 
 class _Config:
@@ -76,17 +125,8 @@ class BasicInfo(pa.DataFrameModel):
     def required(cls, s):
         return ~_blank(s)
 
-    @pa.check("year", name="S002")
-    def year_readable(cls, s):
-        return _int_ok(s)
 
-    @pa.check("service_start", "service_end", "filled_on", name="S002")
-    def dates_readable(cls, s):
-        return _date_ok(s)
 
-    @pa.check("audited_total", name="S002")
-    def audited_readable(cls, s):
-        return _amount_ok(s)
 
     @pa.check("uscc", name="S009")
     def uscc_check_digit(cls, s):
@@ -123,17 +163,8 @@ class ExpenseLines(pa.DataFrameModel):
     def required(cls, s):
         return ~_blank(s)
 
-    @pa.check("spent_on", name="S002")
-    def date_readable(cls, s):
-        return _date_ok(s)
 
-    @pa.check("amount", name="S002")
-    def amount_readable(cls, s):
-        return _amount_ok(s)
 
-    @pa.check("amount", name="S006")
-    def amount_positive_exact(cls, s):
-        return _positive_exact(s)
 
     @pa.check("category", name="S004")
     def category_allowed(cls, s):
@@ -150,9 +181,6 @@ class ExpenseLines(pa.DataFrameModel):
         voucher = clean_text(df["voucher_no"])
         return voucher.eq("") | ~pd.DataFrame({"p": df["package_id"], "v": voucher}).duplicated(keep=False)
 
-    @pa.dataframe_check(name="S008:spent_on")
-    def date_in_year(cls, df):
-        return _in_year(df, "spent_on")
 
     Config = _Config
 
@@ -173,25 +201,13 @@ class Activities(pa.DataFrameModel):
     def required(cls, s):
         return ~_blank(s)
 
-    @pa.check("start_date", "end_date", name="S002")
-    def dates_readable(cls, s):
-        return _date_ok(s)
 
-    @pa.check("experts", "people_served", "trainees", "problems_solved", name="S002")
-    def counts_readable(cls, s):
-        return _int_ok(s)
 
     @pa.check("region_code", name="S010")
     def region_code_valid(cls, s):
         return _blank(s) | is_region_code(s)
 
-    @pa.dataframe_check(name="S008:start_date")
-    def start_in_year(cls, df):
-        return _in_year(df, "start_date")
 
-    @pa.dataframe_check(name="S008:end_date")
-    def end_in_year(cls, df):
-        return _in_year(df, "end_date")
 
     Config = _Config
 
@@ -206,9 +222,6 @@ class Experts(pa.DataFrameModel):
     def required(cls, s):
         return ~_blank(s)
 
-    @pa.check("service_days", name="S002")
-    def days_readable(cls, s):
-        return _amount_ok(s)
 
     Config = _Config
 
@@ -228,9 +241,6 @@ class Photos(pa.DataFrameModel):
     def captioned(cls, s):
         return ~_blank(s)
 
-    @pa.check("taken_on", name="S002")
-    def date_readable(cls, s):
-        return _date_ok(s)
 
     Config = _Config
 
@@ -248,17 +258,8 @@ class Leftover(pa.DataFrameModel):
     def required(cls, s):
         return ~_blank(s)
 
-    @pa.check("amount", name="S002")
-    def amount_readable(cls, s):
-        return _amount_ok(s)
 
-    @pa.check("amount", name="S006")
-    def amount_positive_exact(cls, s):
-        return _positive_exact(s)
 
-    @pa.check("refunded_on", name="S002")
-    def date_readable(cls, s):
-        return _date_ok(s)
 
     Config = _Config
 
@@ -273,9 +274,6 @@ class Publicity(pa.DataFrameModel):
     def required(cls, s):
         return ~_blank(s)
 
-    @pa.check("published_on", name="S002")
-    def date_readable(cls, s):
-        return _date_ok(s)
 
     Config = _Config
 
@@ -290,10 +288,11 @@ MODELS: dict[str, type[pa.DataFrameModel]] = {
     "宣传报道": Publicity,
 }
 
-# What S002 tells the unit each kind of column should look like.
-FIELD_KINDS: dict[str, tuple[str, str]] = {
-    **{f: ("日期", "2023-06-01") for f in ("service_start", "service_end", "filled_on", "spent_on", "start_date", "end_date", "taken_on", "refunded_on", "published_on")},
-    **{f: ("金额", "1234.50") for f in ("amount", "audited_total")},
-    **{f: ("整数", "12") for f in ("year", "experts", "people_served", "trainees", "problems_solved")},
-    "service_days": ("天数", "2 或 0.5"),
-}
+
+@functools.cache
+def schema_for(sheet: str) -> pa.DataFrameSchema:
+    """The sheet's model with the value checks of its typed fields (run on a `prepare`d frame)."""
+    schema = MODELS[sheet].to_schema()
+    return pa.DataFrameSchema(
+        columns=schema.columns, checks=[*schema.checks, *_field_checks(list(schema.columns))],
+        strict=False, coerce=False, name=schema.name)
