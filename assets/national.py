@@ -132,15 +132,15 @@ def prepare_reports(engine: Engine, registry: YearRegistry, codes: list[str], ou
                 target.unlink(missing_ok=True)  # only a package with no fatal finding is reported
                 outcome[project.code] = "not eligible"
                 continue
-            report = build_report(conn, registry, project, package.id, money[project.code])
-            missing = missing_fields(report)
-            if missing:
-                target.unlink(missing_ok=True)
-                rows += [store.finding_row(year, package.id, project.code, make_finding("N001", column=label))
-                         for label in missing]
-                outcome[project.code] = "incomplete"
-                continue
-            reports[project.code] = (package.id, report, target)
+            reports[project.code] = (package.id, build_report(conn, registry, project, package.id, money[project.code]),
+                                     target)
+    for (code, (package_id, report, target)), missing in zip(list(reports.items()), missing_fields(
+            [report for _, report, _ in reports.values()])):
+        if missing:
+            target.unlink(missing_ok=True)
+            rows += [store.finding_row(year, package_id, code, make_finding("N001", column=label)) for label in missing]
+            outcome[code] = "incomplete"
+            del reports[code]
     for code, (package_id, report, target) in reports.items():
         _write_json(report, target)
         outbox.enqueue(engine, year=year, project_code=code, package_id=package_id, payload=report)

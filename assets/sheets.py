@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from adapters.workbook import Grid, Workbook, csv_grid
@@ -53,73 +53,54 @@ def cell_text(value: object) -> str:
     return str(value).strip()
 
 
-def _compact_series(s: pd.Series) -> pd.Series:
-    return s.astype(str).str.normalize("NFKC").str.replace(r"\s+", "", regex=True)
-
-
-def text_frame(grid: Grid) -> pd.DataFrame:
-    """The grid as a frame of text cells, indexed by Excel row number."""
-    frame = pd.DataFrame(grid, dtype=object)
-    if frame.empty:
-        return frame
-    for col in frame.columns:
-        values = frame[col]
-        # CSV grids are already text; only workbook cells need converting one by one.
-        if not all(isinstance(v, str) for v in values):
-            frame[col] = values.map(cell_text)
-        else:
-            frame[col] = values.str.strip()
-    frame.index = pd.RangeIndex(1, len(frame) + 1)
-    return frame
+def _compact(text: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", text).split())
 
 
 def parse_table(grid: Grid, layout: SheetLayout, typed_name: str) -> ParsedSheet:
-    cells = text_frame(grid)
-    if cells.empty:
-        return ParsedSheet(layout, typed_name, pd.DataFrame(columns=[]))
-    header_row, mapping = _find_header(cells, layout)
+    """One pass over the rows in plain Python, then one frame: per-row work is a few string tests,
+    and a workbook's small sheets must not pay pandas' per-call cost (a year holds thousands)."""
+    header_row, mapping = _find_header(grid, layout)
     if header_row is None:
         return ParsedSheet(layout, typed_name, pd.DataFrame(columns=[]))
-    body = cells.loc[header_row + 1 :]
-    filled = body.ne("")
-    counts = filled.sum(axis=1)
-
-    # Everything from the 合计 row on is the declared total and notes, not expenses: the row whose
-    # first cell, 序号 or 摘要 says 合计 (vectorised: a year can hold a million rows).
-    cells_np, filled_np = body.to_numpy(), filled.to_numpy()
-    first_cell = cells_np[np.arange(len(body)), filled_np.argmax(axis=1)] if len(body) else cells_np[:, 0]
-    compact_first = _compact_series(pd.Series(first_cell, index=body.index))
-    said_total = compact_first.str.match(_TOTAL.pattern)
-    for col, f in mapping.items():
-        if f in ("seq", "summary"):
-            said_total |= _compact_series(body[col]).str.match(_TOTAL.pattern)
-    is_total = said_total
-    total = None
-    if is_total.any():
-        total_row = int(is_total.idxmax())
-        amount_col = next((col for col, f in mapping.items() if f == "amount"), None)
-        total = (total_row, body.at[total_row, amount_col] if amount_col is not None else "")
-        body, counts, compact_first = body.loc[: total_row - 1], counts.loc[: total_row - 1], compact_first.loc[: total_row - 1]
-
-    mapped_cols = list(mapping)
-    lone_note = (counts == 1) & (compact_first.str.match(_NOTE.pattern) | ~filled.loc[body.index, mapped_cols].any(axis=1))
-    data = body.loc[(counts > 0) & ~lone_note, mapped_cols].rename(columns=mapping)
-    data.index.name = "excel_row"
-    headers = {f: cells.at[header_row, col] for col, f in mapping.items()}
-    columns = {f: int(col) for col, f in mapping.items()}
-    return ParsedSheet(layout, typed_name, data, headers=headers, columns=columns, header_row=int(header_row), total=total)
+    mapped = list(mapping)
+    marker_cols = [col for col, f in mapping.items() if f in ("seq", "summary")]
+    amount_col = next((col for col, f in mapping.items() if f == "amount"), None)
+    records, rows, total = [], [], None
+    for i in range(header_row, len(grid)):  # grid index i is Excel row i + 1
+        cells = [cell_text(v) for v in grid[i]]
+        filled = [c for c in cells if c]
+        if not filled:
+            continue  # blank row
+        first = _compact(filled[0])
+        # The row whose first cell, 序号 or 摘要 says 合计 is the declared total; what follows are notes.
+        if _TOTAL.match(first) or any(col < len(cells) and _TOTAL.match(_compact(cells[col])) for col in marker_cols):
+            total = (i + 1, cells[amount_col] if amount_col is not None and amount_col < len(cells) else "")
+            break
+        values = [cells[col] if col < len(cells) else "" for col in mapped]
+        if len(filled) == 1 and (_NOTE.match(first) or not any(values)):
+            continue  # a note typed under or between the rows
+        records.append(values)
+        rows.append(i + 1)
+    data = pd.DataFrame(records, columns=[mapping[col] for col in mapped], index=pd.Index(rows, name="excel_row"),
+                        dtype=object)
+    header = grid[header_row - 1]
+    headers = {f: cell_text(header[col]) for col, f in mapping.items()}
+    return ParsedSheet(layout, typed_name, data, headers=headers, columns=dict(zip(mapping.values(), mapped)),
+                       header_row=header_row, total=total)
 
 
-def _find_header(cells: pd.DataFrame, layout: SheetLayout) -> tuple[int | None, dict[int, str]]:
+def _find_header(grid: Grid, layout: SheetLayout) -> tuple[int | None, dict[int, str]]:
+    """The Excel row (among the first few) naming the most template columns, and column -> field."""
     best_row, best = None, {}
-    for row in cells.index[:_HEADER_SEARCH_ROWS]:
+    for i, row in enumerate(grid[:_HEADER_SEARCH_ROWS]):
         mapping: dict[int, str] = {}
-        for col, text in cells.loc[row].items():
-            column = layout.match(text)
+        for col, value in enumerate(row):
+            column = layout.match(cell_text(value))
             if column and column.field not in mapping.values():
                 mapping[col] = column.field
         if len(mapping) > len(best):
-            best_row, best = row, mapping
+            best_row, best = i + 1, mapping
     # One matching cell could be a title ("经费支出"); a header has at least two template columns.
     return (best_row, best) if len(best) >= 2 else (None, {})
 

@@ -27,7 +27,7 @@ from schemas.catalog import SEVERITY_ZH, Severity
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, LAYOUTS, REFUSED_CATEGORIES, SOURCES_BY_LEVEL, SheetLayout
 from schemas.sheets import FIELD_KINDS, prepare, schema_for
-from schemas.values import amount_of, parse_amount, parse_date, uscc_problem
+from schemas.values import amount_of, uscc_problem
 
 # When one cell breaks several rules, the unit hears about the most basic one only.
 _PRIORITY = ["S001", "S003", "S002", "S006", "S004", "S005", "S009", "P006", "S007", "S010", "S008", "M004"]
@@ -43,9 +43,11 @@ class PackageSheets:
     sheets: dict[str, ParsedSheet]  # by template sheet name; absent optional sheets are missing
 
 
-def validate_sheets(batch: list[PackageSheets]) -> dict[int, list[Finding]]:
-    """Schema findings (S001–S010, P006, M004) per package id, one pandera call per sheet."""
+def validate_sheets(batch: list[PackageSheets]) -> tuple[dict[int, list[Finding]], dict[str, pd.DataFrame]]:
+    """Schema findings (S001–S010, P006, M004) per package id, one pandera call per sheet; and each
+    sheet's batch frame with its values read (see schemas.sheets.prepare), for the typed rows."""
     findings: dict[int, list[Finding]] = defaultdict(list)
+    prepared: dict[str, pd.DataFrame] = {}
     for layout in LAYOUTS:
         present = [p for p in batch if layout.name in p.sheets]
         for package in present:
@@ -54,13 +56,14 @@ def validate_sheets(batch: list[PackageSheets]) -> dict[int, list[Finding]]:
         frame = _batch_frame(layout, present)
         if frame.empty:
             continue
+        prepared[layout.name] = prepare(frame)
         try:
-            schema_for(layout.name).validate(prepare(frame), lazy=True)
+            schema_for(layout.name).validate(prepared[layout.name], lazy=True)
         except pa.errors.SchemaErrors as errors:
             by_id = {p.package_id: p for p in present}
             for package_id, finding in _failures_to_findings(layout, errors.failure_cases, frame, by_id):
                 findings[package_id].append(finding)
-    return {pid: _one_per_cell(items) for pid, items in findings.items()}
+    return {pid: _one_per_cell(items) for pid, items in findings.items()}, prepared
 
 
 def missing_columns(layout: SheetLayout, sheet: ParsedSheet) -> list[Finding]:
@@ -178,25 +181,32 @@ def _one_per_cell(findings: list[Finding]) -> list[Finding]:
     return sorted(best.values(), key=lambda f: (f.sheet, f.row or 0, f.column, f.rule_id))
 
 
-def typed_expenses(sheet: ParsedSheet) -> pd.DataFrame:
-    """The expense lines as the warehouse stores them: amount in fen (NA when unreadable), dates."""
-    frame = sheet.frame
-    text = {f: frame[f].astype("string").fillna("") if f in frame else pd.Series("", index=frame.index, dtype="string")
-            for f in ("spent_on", "category", "funding_source", "amount", "payee", "voucher_no", "summary")}
-    amount = parse_amount(text["amount"])
-    return pd.DataFrame(
-        {
-            "excel_row": frame.index.astype(int),
-            "spent_on": parse_date(text["spent_on"]).dt.date,
-            "category": text["category"].str.strip(),
-            "funding_source": text["funding_source"].str.normalize("NFKC").str.strip(),
-            "amount_fen": amount["fen"],
-            "amount_typed": text["amount"],
-            "payee": text["payee"],
-            "voucher_no": text["voucher_no"].str.strip(),
-            "summary": text["summary"],
-        }
-    )
+def expense_lines(prepared: pd.DataFrame | None) -> list[tuple]:
+    """The batch's expense lines as the warehouse stores them (store.EXPENSE_COLUMNS order), from
+    the values validation already read: amount in fen and date, None where they could not be read."""
+    if prepared is None or prepared.empty:
+        return []
+
+    def text(field: str) -> pd.Series:
+        return prepared[field].fillna("").astype(str) if field in prepared else pd.Series("", index=prepared.index)
+
+    def readable(field: str) -> pd.Series:
+        values = prepared[field] if field in prepared else pd.Series(pd.NA, index=prepared.index)
+        return values.astype(object).where(values.notna(), None)
+
+    lines = pd.DataFrame({
+        "package_id": prepared["package_id"].astype(int),
+        "excel_row": prepared["excel_row"].astype(int),
+        "spent_on": readable("spent_on__date").map(lambda d: d.date() if d is not None else None),
+        "category": text("category").str.strip(),
+        "funding_source": text("funding_source").str.normalize("NFKC").str.strip(),
+        "amount_fen": readable("amount__fen"),
+        "amount_typed": text("amount"),
+        "payee": text("payee"),
+        "voucher_no": text("voucher_no").str.strip(),
+        "summary": text("summary"),
+    })
+    return list(lines[list(store.EXPENSE_COLUMNS)].itertuples(index=False, name=None))
 
 
 def is_fatal(findings: list[Finding]) -> bool:
@@ -210,7 +220,7 @@ def validate_projects(engine: Engine, registry: YearRegistry, codes: list[str]) 
     batch: list[PackageSheets] = []
     extra: dict[int, list[Finding]] = defaultdict(list)
     summary: dict[str, dict] = {}
-    parsed_rows: dict[int, tuple[list[dict], list[dict]]] = {}
+    parsed_rows: dict[int, tuple[list[dict], list[dict]]] = {}  # package -> (sheets found, rows)
     with engine.connect() as conn:
         versions: dict[str, list] = {code: [] for code in codes}
         for package in store.package_versions(conn, year, codes, blobs=True):
@@ -232,7 +242,7 @@ def validate_projects(engine: Engine, registry: YearRegistry, codes: list[str]) 
             batch.append(PackageSheets(package.id, year, project, sheets))
             extra[package.id].extend(materials_findings(sheets, listing))
             parsed_rows[package.id] = _rows_to_store(package.id, sheets)
-    schema = validate_sheets(batch)
+    schema, prepared = validate_sheets(batch)
     all_ids = [p.id for packages in versions.values() for p in packages]
     with engine.begin() as conn:
         rows = [
@@ -246,18 +256,18 @@ def validate_projects(engine: Engine, registry: YearRegistry, codes: list[str]) 
         store.replace_parsed_rows(
             conn,
             all_ids,
-            [r for found, _, _ in parsed_rows.values() for r in found],
-            [r for _, sheet_rows, _ in parsed_rows.values() for r in sheet_rows],
-            [r for _, _, lines in parsed_rows.values() for r in lines],
+            [r for found, _ in parsed_rows.values() for r in found],
+            [r for _, sheet_rows in parsed_rows.values() for r in sheet_rows],
+            expense_lines(prepared.get(EXPENSES.name)),
         )
     for code, info in summary.items():
         info["findings"] = sum(len(schema.get(p.id, [])) + len(extra.get(p.id, [])) for p in versions[code])
     return summary
 
 
-def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[list[dict], list[dict], list[dict]]:
-    """Every parsed row, traceable to package, sheet and Excel row: expenses typed, the rest as typed;
-    and each sheet's name and headers as the unit typed them, with their positions."""
+def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[list[dict], list[dict]]:
+    """Every parsed row but the expense lines (see expense_lines), as typed, traceable to package,
+    sheet and Excel row; and each sheet's name and headers as the unit typed them, with positions."""
     found = [
         dict(package_id=package_id, sheet=name, typed_name=sheet.typed_name, header_row=sheet.header_row,
              headers=json.dumps({f: [sheet.headers[f], sheet.columns.get(f)] for f in sheet.headers}, ensure_ascii=False))
@@ -284,18 +294,7 @@ def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[lis
             dict(package_id=package_id, sheet=name, excel_row=int(row), data=json.dumps(values, ensure_ascii=False))
             for row, values in records.items()
         ]
-    expenses = sheets.get(EXPENSES.name)
-    lines: list[tuple] = []
-    if expenses is not None and not expenses.frame.empty:
-        typed = typed_expenses(expenses)
-        typed["package_id"] = package_id
-        # Plain Python values for the driver: int fen, date, None for what could not be read.
-        typed["amount_fen"] = typed["amount_fen"].astype(object).where(typed["amount_fen"].notna(), None)
-        typed["spent_on"] = typed["spent_on"].astype(object).where(typed["spent_on"].notna(), None)
-        for column in ("category", "funding_source", "amount_typed", "payee", "voucher_no", "summary"):
-            typed[column] = typed[column].astype(object)
-        lines = list(typed[list(store.EXPENSE_COLUMNS)].itertuples(index=False, name=None))
-    return found, sheet_rows, lines
+    return found, sheet_rows
 
 
 

@@ -64,12 +64,15 @@ def flatten(report: dict) -> dict:
     )
 
 
-def missing_fields(report: dict) -> list[str]:
-    """Chinese labels of the required fields the report leaves empty."""
-    frame = pd.DataFrame([flatten(report)])
+def missing_fields(reports: list[dict]) -> list[list[str]]:
+    """For each report, the Chinese labels of the required fields it leaves empty (one call for all)."""
+    missing: list[list[str]] = [[] for _ in reports]
+    if not reports:
+        return missing
     try:
-        NationalReport.validate(frame, lazy=True)
+        NationalReport.validate(pd.DataFrame([flatten(r) for r in reports]), lazy=True)
     except pa.errors.SchemaErrors as errors:
-        failed = errors.failure_cases
-        return [REQUIRED_FIELDS[c] for c in REQUIRED_FIELDS if c in set(failed["column"])]
-    return []
+        failed = errors.failure_cases.dropna(subset=["index"])
+        for column, index in zip(failed["column"], failed["index"]):
+            missing[int(index)].append(column)
+    return [[REQUIRED_FIELDS[c] for c in REQUIRED_FIELDS if c in found] for found in missing]

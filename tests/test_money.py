@@ -196,3 +196,23 @@ def test_unit_text_that_looks_like_null_survives_bulk_writes(clean, inbox, datab
         summaries = dict(conn.execute(select(ExpenseLine.excel_row, ExpenseLine.summary)).all())
     engine.dispose()
     assert summaries[2] == r"\N" and summaries[3] == '含"引号",逗号\n换行'
+
+
+def test_national_report_of_an_accepted_package_and_n001_when_incomplete(clean, inbox, sqlite_url, run_etl):
+    import json
+
+    complete = clean("2023-GT-01")
+    incomplete = clean("2023-GT-02")
+    incomplete.sheets["服务活动"] = incomplete.sheets["服务活动"][:1]  # the header, no activity at all
+    put(inbox, complete)
+    put(inbox, incomplete)
+    run = run_etl(inbox, sqlite_url)
+    report = json.loads((run.dir / "national" / "2023-GT-01.json").read_text(encoding="utf-8"))
+    assert report["project"]["province"] == "上海市" and report["money"]["granted"] == {
+        "部拨经费": "100000.00", "市级配套": "100000.00"}
+    assert {a["kind"] for a in report["attachments"]} == {"work_summary", "photo"}
+    assert all(len(a["sha256"]) == 64 for a in report["attachments"])
+    n001 = run.findings("N001")
+    assert n001[["project_code", "column"]].values.tolist() == [["2023-GT-02", "服务活动"]]
+    assert not (run.dir / "national" / "2023-GT-02.json").exists()
+    assert run.status("2023-GT-02") == "rejected"
