@@ -6,6 +6,7 @@ yuan and read into integer fen, so no float ever touches it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import unicodedata
@@ -107,6 +108,14 @@ def load_year(year: int, directory: Path | str | None = None) -> YearRegistry:
     path = registry_dir(directory) / f"{year}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no registry for {year}: {path} is missing")
+    stat = path.stat()
+    return _parsed(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(path: Path, _mtime_ns: int, _size: int) -> YearRegistry:
+    # Every stage reads the registry; a national year's file holds thousands of projects. Keyed by
+    # the file's time and size, an edit by the bureau is read at the next call.
     return parse_registry(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
