@@ -7,7 +7,6 @@ All sums are integer fen.
 """
 
 import json
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -187,22 +186,25 @@ def double_claims(
     """R007: the same 凭证号 in two projects' packages in use. Each accepted package gets a warning
     per line, naming the other projects, so both units are asked (or the first once it is accepted)."""
     package_project = {pid: code for code, pid in in_use.items()}
-    rows = conn.execute(
+    lines = pd.DataFrame(conn.execute(
         select(ExpenseLine.package_id, ExpenseLine.excel_row, ExpenseLine.voucher_no)
         .where(ExpenseLine.package_id.in_(list(package_project)), ExpenseLine.voucher_no != "")
-    ).all()
-    projects_by_voucher: dict[str, set[str]] = defaultdict(set)
-    for package_id, _, voucher in rows:
-        projects_by_voucher[voucher].add(package_project[package_id])
+    ).all(), columns=["package_id", "excel_row", "voucher_no"])
+    if lines.empty:
+        return []
+    lines["project"] = lines["package_id"].map(package_project)
+    # Vouchers seen in more than one project, found by group-by (a year holds a million lines).
+    spread = lines.groupby("voucher_no")["project"].nunique()
+    shared_vouchers = set(spread.index[spread > 1])
+    hits = lines[lines["voucher_no"].isin(shared_vouchers) & lines["package_id"].isin(accepted)]
+    projects = lines[lines["voucher_no"].isin(shared_vouchers)].groupby("voucher_no")["project"].agg(set)
     out = []
-    for package_id, excel_row, voucher in rows:
-        others = projects_by_voucher[voucher] - {package_project[package_id]}
-        if others and package_id in accepted:
-            sheet = money[package_id]
-            finding = make_finding("R007", sheet=sheet.expense_sheet, row=excel_row,
-                                   column=sheet.expense_headers.get("voucher_no", "凭证号"), value=voucher,
-                                   other="、".join(sorted(others)))
-            out.append((package_id, package_project[package_id], finding))
+    for package_id, excel_row, voucher, code in hits.itertuples(index=False, name=None):
+        sheet = money[package_id]
+        finding = make_finding("R007", sheet=sheet.expense_sheet, row=excel_row,
+                               column=sheet.expense_headers.get("voucher_no", "凭证号"), value=voucher,
+                               other="、".join(sorted(projects[voucher] - {code})))
+        out.append((package_id, code, finding))
     return out
 
 

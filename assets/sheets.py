@@ -74,7 +74,9 @@ def parse_table(grid: Grid, layout: SheetLayout, typed_name: str) -> ParsedSheet
             continue  # blank row
         first = _compact(filled[0])
         # The row whose first cell, 序号 or 摘要 says 合计 is the declared total; what follows are notes.
-        if _TOTAL.match(first) or any(col < len(cells) and _TOTAL.match(_compact(cells[col])) for col in marker_cols):
+        # ("计" in …: most cells cannot say 合计/总计, and normalising every cell of a million rows costs seconds.)
+        if _TOTAL.match(first) or any(col < len(cells) and "计" in cells[col] and _TOTAL.match(_compact(cells[col]))
+                                      for col in marker_cols):
             total = (i + 1, cells[amount_col] if amount_col is not None and amount_col < len(cells) else "")
             break
         values = [cells[col] if col < len(cells) else "" for col in mapped]

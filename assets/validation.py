@@ -112,7 +112,9 @@ def _failures_to_findings(
 ) -> list[tuple[int, Finding]]:
     out = []
     cases = cases[cases["index"].notna()]
-    vouchers = _voucher_rows(frame) if cases["check"].astype(str).str.startswith("S007").any() else {}
+    repeated = cases["check"].astype(str).str.startswith("S007")
+    vouchers = _voucher_rows(frame, set(frame.loc[cases.loc[repeated, "index"].astype(int), "package_id"])) \
+        if repeated.any() else {}
     for check, column, index in zip(cases["check"], cases["column"], cases["index"]):
         rule_id, _, named_column = str(check).partition(":")
         if named_column and named_column != column:
@@ -161,10 +163,11 @@ def _finding(rule_id: str, layout: SheetLayout, package: PackageSheets, column: 
     return make_finding(rule_id, **place)
 
 
-def _voucher_rows(frame: pd.DataFrame) -> dict[tuple[int, str], list[int]]:
-    """(package, voucher) -> its Excel rows, for S007's message (computed once per batch)."""
+def _voucher_rows(frame: pd.DataFrame, packages: set[int]) -> dict[tuple[int, str], list[int]]:
+    """(package, voucher) -> its Excel rows in the packages with a repeated voucher, for S007's message."""
     rows: dict[tuple[int, str], list[int]] = defaultdict(list)
-    keys = zip(frame["package_id"], frame["voucher_no"].fillna("").astype(str).str.strip(), frame["excel_row"])
+    part = frame[frame["package_id"].isin(packages)]
+    keys = zip(part["package_id"], part["voucher_no"].fillna("").astype(str).str.strip(), part["excel_row"])
     for package_id, voucher, row in keys:
         rows[(int(package_id), voucher)].append(int(row))
     return rows

@@ -23,7 +23,8 @@ from schemas.values import clean_text, is_region_code, parse_amount, parse_date,
 
 
 def _blank(s: pd.Series) -> pd.Series:
-    return clean_text(s) == ""
+    # str.strip already removes the full-width space: no normalisation needed to tell blank cells.
+    return s.fillna("").astype(str).str.strip() == ""
 
 
 # How each typed field is read, and what S002 tells the unit it should look like.

@@ -22,7 +22,12 @@ _DATE = r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\
 
 def clean_text(s: pd.Series) -> pd.Series:
     """NFKC (full-width digits, brackets, spaces) and trimmed."""
-    return s.astype("string").fillna("").str.normalize("NFKC").str.strip()
+    text = s.fillna("").astype(str)
+    # Only non-ASCII text can change under NFKC; most cells (dates, amounts, codes) are ASCII.
+    wide = ~text.map(str.isascii).astype(bool)
+    if wide.any():
+        text = text.where(~wide, text[wide].str.normalize("NFKC"))
+    return text.str.strip()
 
 
 def parse_amount(s: pd.Series) -> pd.DataFrame:
