@@ -34,6 +34,7 @@ from schemas.findings import Finding, make_finding
 from schemas.layout import BASIC_INFO, EXPENSES, REQUIRED_SHEETS
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+_PACKAGES_PER_COMMIT = 200
 
 
 @dataclass
@@ -146,20 +147,22 @@ def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry) -> dict
         store.store_registry(conn, registry)
         cache = store.known_hashes(conn, year)
         stored = store.stored_versions(conn, year)
-    refs = discover_packages(inbox_dir / str(year), cache)
-    new = 0
-    for ref in refs:
-        if (ref.name, ref.sha256) in stored:
-            continue
-        result = read_package(ref)
-        with engine.begin() as conn:  # one transaction per package: a crash never leaves half a package
-            package_id = store.insert_package(conn, _package_row(year, result), result.files)
-            store.replace_findings(conn, "intake", [store.finding_row(year, package_id, None, f) for f in result.findings],
-                                   package_ids=[package_id])
-        new += 1
+    discovered = discover_packages(inbox_dir / str(year), cache)
+    refs = [ref for ref in discovered if (ref.name, ref.sha256) not in stored]
+    # Whole packages in each transaction, a few hundred at a time: a crash never leaves half a
+    # package (the next run reads the uncommitted ones again), and thousands of packages do not pay
+    # a commit each.
+    for start in range(0, len(refs), _PACKAGES_PER_COMMIT):
+        results = [read_package(ref) for ref in refs[start:start + _PACKAGES_PER_COMMIT]]
+        with engine.begin() as conn:
+            for result in results:
+                package_id = store.insert_package(conn, _package_row(year, result), result.files)
+                store.replace_findings(conn, "intake",
+                                       [store.finding_row(year, package_id, None, f) for f in result.findings],
+                                       package_ids=[package_id])
     with engine.begin() as conn:
         assigned = _assign(conn, registry)
-    return {"found": len(refs), "new": new, "assigned": assigned}
+    return {"found": len(discovered), "new": len(refs), "assigned": assigned}
 
 
 def _assign(conn, registry: YearRegistry) -> int:
