@@ -3,9 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 YEAR ?= 2023
+SCALE ?= 1
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install run backfill test ui screenshots clean
+.PHONY: install run backfill test ui screenshots bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,10 @@ test: install
 
 ui: install
 	$(BIN)/dagster dev -m etl.definitions
+
+# The benchmark of a national-scale year (bench/README.md): SCALE=0.1 for a quick one, PROFILE=1 to profile.
+bench: install
+	$(BIN)/python bench/run.py --scale $(SCALE) $(if $(PROFILE),--profile)
 
 # Screenshots of the UI over the 2023 sample (installs Debian's chromium + fonts-noto-cjk as root).
 screenshots: install
