@@ -23,7 +23,7 @@ from assets.intake import package_intake
 from assets.materials import materials_findings
 from assets.partitions import project_year, projects_by_year, single_run
 from assets.sheets import ParsedSheet, read_sheets
-from schemas.catalog import SEVERITY_ZH, Severity
+from schemas.catalog import SEVERITY_ZH
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, LAYOUTS, REFUSED_CATEGORIES, SOURCES_BY_LEVEL, SheetLayout
 from schemas.sheets import FIELD_KINDS, prepare, schema_for
@@ -210,10 +210,6 @@ def expense_lines(prepared: pd.DataFrame | None) -> list[tuple]:
         "summary": text("summary"),
     })
     return list(lines[list(store.EXPENSE_COLUMNS)].itertuples(index=False, name=None))
-
-
-def is_fatal(findings: list[Finding]) -> bool:
-    return any(f.severity is Severity.FATAL for f in findings)
 
 
 def validate_projects(engine: Engine, registry: YearRegistry, codes: list[str]) -> dict[str, dict]:

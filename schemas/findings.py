@@ -17,10 +17,6 @@ class Finding:
     column: str = ""  # the header as the unit typed it
     value: str = ""  # what the unit typed
 
-    @property
-    def is_fatal(self) -> bool:
-        return self.severity is Severity.FATAL
-
 
 def make_finding(
     rule_id: str,
