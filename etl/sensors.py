@@ -4,7 +4,8 @@ Each tick lists <inbox>/<year>/ for every registered year. The cursor remembers 
 name, size, modification time and SHA-256, so unchanged files are not hashed again and a renamed
 copy of known content starts nothing. A package that names a registered project runs that
 project's partition; one that names none (corrupt, unknown code) runs the year, so its finding is
-recorded. The run key is the content hash: the same content never runs twice.
+recorded. The run key is the content hash: the same content never runs twice, and content a run
+already took in (the nightly run, the CLI, a backfill) starts nothing.
 """
 
 import json
@@ -13,7 +14,8 @@ import dagster as dg
 
 from adapters.inbox import discover_packages
 from adapters.registry import available_years
-from adapters.resources import InboxResource, RegistryResource
+from adapters.resources import InboxResource, RegistryResource, WarehouseResource
+from adapters.warehouse import store
 from assets.intake import read_package
 from assets.partitions import PROJECT, partition_key, project_partitions, range_tags
 from etl.jobs import year_job
@@ -21,7 +23,8 @@ from etl.jobs import year_job
 
 @dg.sensor(job=year_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
            description="监视收件箱：发现新的或内容有变化的材料包后，自动处理该项目（按内容哈希，只处理一次）。")
-def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource, registry: RegistryResource) -> dg.SensorResult:
+def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource, registry: RegistryResource,
+                 warehouse: WarehouseResource) -> dg.SensorResult:
     cursor: dict[str, dict[str, list]] = json.loads(context.cursor or "{}")
     existing = list(context.instance.get_dynamic_partitions(PROJECT))
     to_add: list[str] = []
@@ -29,14 +32,16 @@ def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource, regi
     for year in available_years(registry.path or None):
         year_registry = registry.year(year)
         seen = cursor.get(str(year), {})
+        with warehouse.engine().connect() as conn:
+            ingested = store.stored_versions(conn, year)  # what a run (CLI, UI, backfill) already took in
         known = {(name, size, mtime): sha for name, (size, mtime, sha) in seen.items()}
         codes = [p.code for p in year_registry.projects]
         to_add += [c for c in codes if c not in existing and c not in to_add]
         fresh: dict[str, list] = {}
         for ref in discover_packages(inbox.year_dir(year), known):
             fresh[ref.name] = [*ref.cache_key[1:], ref.sha256]
-            if seen.get(ref.name, [None, None, None])[2] == ref.sha256:
-                continue  # same content as last time (perhaps only touched)
+            if seen.get(ref.name, [None, None, None])[2] == ref.sha256 or (ref.name, ref.sha256) in ingested:
+                continue  # same content as last time (perhaps only touched), or already processed
             project = year_registry.project(read_package(ref).declared_code)
             run_key = f"{year}:{ref.sha256}"
             if project is not None:

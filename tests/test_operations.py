@@ -22,7 +22,8 @@ from tests.conftest import Run, put
 
 
 def _sensor(inbox, tmp_path, instance, cursor=None):
-    resources = build_definitions(inbox=str(inbox), exports=str(tmp_path / "exports")).resources
+    resources = build_definitions(inbox=str(inbox), exports=str(tmp_path / "exports"),
+                                  database_url=f"sqlite:///{tmp_path / 'w.db'}").resources
     with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
         return inbox_sensor(context)
 
@@ -134,3 +135,11 @@ def test_backfill_after_late_packages(clean, inbox, tmp_path, monkeypatch):
 
     filings = [f for f in MockState(Path(state)).snapshot()["filings"] if f["project_code"] == "2023-GT-02"]
     assert len(filings) == 1 and len(filings[0]["revisions"]) == 2
+
+
+def test_sensor_skips_content_a_run_already_took_in(clean, inbox, tmp_path):
+    put(inbox, clean("2023-ST-02"))
+    assert main(["run", "--year", "2023", "--inbox", str(inbox), "--export", str(tmp_path / "exports"),
+                 "--database-url", f"sqlite:///{tmp_path / 'w.db'}"]) == 0
+    with dg.instance_for_test() as instance:
+        assert _sensor(inbox, tmp_path, instance).run_requests == []  # first tick, empty cursor: nothing new
