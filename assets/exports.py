@@ -7,6 +7,7 @@ so a reader never sees half a file.
 
 import hashlib
 import os
+from collections import defaultdict
 from pathlib import Path
 
 import dagster as dg
@@ -119,6 +120,9 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
         in_use = {p.project_code: p for p in store.package_versions(conn, year, todo, blobs=True)}
         sheets = store.package_sheets(conn, [p.id for p in in_use.values()])
     rows = {row.project_code: row for row in projects.itertuples(index=False)}
+    sheets_of: dict[int, dict[str, dict]] = defaultdict(dict)
+    for (package_id, sheet), found in sheets.items():
+        sheets_of[package_id][sheet] = found
     for code in todo:
         row, package = rows[code], in_use.get(code)
         write_feedback(
@@ -128,7 +132,7 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
             status=row.status, package=row.package,
             findings=by_project[code],
             workbook=package.workbook if package is not None else None,
-            sheets={sheet: found for (pid, sheet), found in sheets.items() if package is not None and pid == package.id},
+            sheets=sheets_of[package.id] if package is not None else {},
             deadline=registry.deadline.isoformat(),
         )
         changes[f"feedback/{code}.xlsx"] = wanted[code]

@@ -23,8 +23,8 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from adapters.registry import LEVEL_ZH, TYPE_ZH
-from assets.summary_workbook import FORMULA_PREFIXES, SEVERITY_ZH, STATUS_ZH, atomic_path, integer, text
-from schemas.catalog import RULES
+from assets.summary_workbook import FORMULA_PREFIXES, atomic_path, integer, text
+from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
 
 COVER, LIST = "说明", "问题清单"
 FATAL_FILL = PatternFill(fill_type="solid", fgColor="FFFF9999")
@@ -199,7 +199,7 @@ def _fill_cover(sheet: Worksheet, *, year: int, project: dict, status: str, pack
         ("依托单位", text(project.get("host_unit"))),
         ("项目类别", f"{LEVEL_ZH.get(level, level)}{TYPE_ZH.get(kind, kind)}"),
         ("材料包", package or "未收到材料包"),
-        ("审核结果", _STATUS_SENTENCE.get(status, STATUS_ZH.get(status, status))),
+        ("审核结果", _STATUS_SENTENCE.get(status, PROJECT_STATUS_ZH.get(status, status))),
         ("问题数量", counts),
     ]
     title = _put(sheet, 1, 1, f"{year}年度专家服务基层项目材料审核反馈")

@@ -27,6 +27,7 @@ from adapters.warehouse.models import Package, PackageFile, SheetRow
 from assets.materials import PackageListing
 from assets.partitions import project_year, projects_by_year, single_run, years_of_run
 from assets.reconciliation import reconciliation
+from schemas.catalog import NATIONAL_STATUS_ZH
 from schemas.findings import make_finding
 from schemas.layout import ACTIVITIES, BASIC_INFO, EXPERTS, PHOTOS, PUBLICITY
 from schemas.national_report import missing_fields
@@ -194,8 +195,7 @@ def national_findings(engine: Engine, registry: YearRegistry) -> list[dict]:
             finding = make_finding("N002", detail=filing["last_error"] or "未说明原因")
         elif filing["status"] in (outbox.PENDING, outbox.FILED):
             # Dry runs (no national system configured) are the bureau's choice, not the unit's concern.
-            state = {outbox.PENDING: "待发送", outbox.FILED: "已提交待确认"}[filing["status"]]
-            detail = state + (f"，最近错误：{filing['last_error']}" if filing["last_error"] else "")
+            detail = NATIONAL_STATUS_ZH[filing["status"]] + (f"，最近错误：{filing['last_error']}" if filing["last_error"] else "")
             finding = make_finding("N003", detail=detail)
         else:
             continue

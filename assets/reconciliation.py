@@ -25,6 +25,7 @@ from assets.deadlines import after_completion_findings, late_findings, missing_f
 from assets.fees import fee_findings
 from assets.partitions import project_year, projects_by_year, single_run
 from assets.validation import package_validation
+from schemas.catalog import RECONCILIATION_STATUS_ZH
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, LEFTOVER
 from schemas.values import amount_of, fen_to_yuan
@@ -303,7 +304,7 @@ def reconciliation(
     for year, codes in projects_by_year(context).items():
         table = reconcile_projects(engine, registry.year(year), codes, fee_caps.load(), now)
         money_table += [dict(项目=code, 经费来源=l.funding_source, 拨付=_shown_yuan(l.granted),
-                             支出=_shown_yuan(l.spent), 结余=_shown_yuan(l.balance), 状态=STATUS_ZH[l.status])
+                             支出=_shown_yuan(l.spent), 结余=_shown_yuan(l.balance), 状态=RECONCILIATION_STATUS_ZH[l.status])
                         for code, lines in table.items() for l in lines]
         chart_rows += [(code, l.funding_source, l.granted, l.spent) for code, lines in table.items() for l in lines]
         with engine.connect() as conn:
@@ -321,9 +322,6 @@ def reconciliation(
         check_name=MONEY_CHECK, passed=not misused,
         metadata={"使用了被退回材料包的项目": dg.MetadataValue.json(sorted(misused))},
     )
-
-
-STATUS_ZH = {"balanced": "已平衡", "refund_due": "有结余应退回", "overspent": "超支", "unreconciled": "未对账"}
 
 
 def _shown_yuan(fen: int | None) -> str:

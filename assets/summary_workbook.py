@@ -22,13 +22,8 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from adapters.registry import LEVEL_ZH, REFUND_TO, TYPE_ZH
-from schemas.catalog import PROJECT_STATUS_ZH, SEVERITY_ZH
+from schemas.catalog import NATIONAL_STATUS_ZH, PROJECT_STATUS_ZH, SEVERITY_ZH
 
-STATUS_ZH = PROJECT_STATUS_ZH
-NATIONAL_STATUS_ZH = {
-    "pending": "待发送", "dry_run": "已生成（未发送）", "filed": "已报送，待确认", "accepted": "已确认",
-    "returned": "被退回", "refused": "被拒收", "corrected": "已被新版本更正",
-}
 # Spreadsheet programs read a cell starting with one of these as a formula.
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 MONEY_FORMAT = "#,##0.00"
@@ -191,7 +186,7 @@ def summary_rows(projects: pd.DataFrame, reconciliation: pd.DataFrame) -> tuple[
         rows.append([
             text(p["project_code"]), text(p["host_unit"]), text(p["project_name"]),
             LEVEL_ZH.get(text(p["level"]), text(p["level"])), TYPE_ZH.get(text(p["type"]), text(p["type"])),
-            STATUS_ZH.get(text(p["status"]), text(p["status"])), text(p["package"]), _received(p["received_at"]),
+            PROJECT_STATUS_ZH.get(text(p["status"]), text(p["status"])), text(p["package"]), _received(p["received_at"]),
             "是" if _is_late(p["late"]) else "否",
             _sum([money(line["granted"]) for line in lines]),
             _sum([money(line["spent"]) for line in lines]),

@@ -212,13 +212,12 @@ def expense_lines(prepared: pd.DataFrame | None) -> list[tuple]:
     return list(lines[list(store.EXPENSE_COLUMNS)].itertuples(index=False, name=None))
 
 
-def validate_projects(engine: Engine, registry: YearRegistry, codes: list[str]) -> dict[str, dict]:
+def validate_projects(engine: Engine, registry: YearRegistry, codes: list[str]) -> int:
     """Validate every stored version of each project's packages; the newest is the one in use and
-    the older ones are marked superseded (P007). Returns per project: packages, newest, findings."""
+    the older ones are marked superseded (P007). Returns how many package versions it looked at."""
     year = registry.year
     batch: list[PackageSheets] = []
     extra: dict[int, list[Finding]] = defaultdict(list)
-    summary: dict[str, dict] = {}
     parsed_rows: dict[int, tuple[list[dict], list[dict]]] = {}  # package -> (sheets found, rows)
     with engine.connect() as conn:
         versions: dict[str, list] = {code: [] for code in codes}
@@ -230,7 +229,6 @@ def validate_projects(engine: Engine, registry: YearRegistry, codes: list[str]) 
         if project is None:
             continue  # a partition key of another year: nothing of this year to validate
         newest = packages[-1] if packages else None
-        summary[code] = {"packages": [p.name for p in packages], "newest": newest.name if newest else ""}
         for package in packages:
             if package is not newest:
                 extra[package.id].append(make_finding("P007", newer=newest.name))
@@ -259,9 +257,7 @@ def validate_projects(engine: Engine, registry: YearRegistry, codes: list[str]) 
             [r for _, sheet_rows in parsed_rows.values() for r in sheet_rows],
             expense_lines(prepared.get(EXPENSES.name)),
         )
-    for code, info in summary.items():
-        info["findings"] = sum(len(schema.get(p.id, [])) + len(extra.get(p.id, [])) for p in versions[code])
-    return summary
+    return len(all_ids)
 
 
 def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[list[dict], list[dict]]:
@@ -317,12 +313,13 @@ def package_validation(
     每个问题记录规则编号、工作表、Excel 行号、单位填写的列名与值，以及中文整改说明。"""
     engine = warehouse.engine()
     findings = []
-    projects = {}
+    projects = versions = 0
     for year, codes in projects_by_year(context).items():
-        year_registry = registry.year(year)
-        projects.update(validate_projects(engine, year_registry, codes))
+        versions += validate_projects(engine, registry.year(year), codes)
+        projects += len(codes)
+        selected = set(codes)
         with engine.connect() as conn:
-            findings += [f for f in store.findings(conn, year) if f.project_code in codes]
+            findings += [f for f in store.findings(conn, year) if f.project_code in selected]
     table = pd.DataFrame(
         [dict(项目=f.project_code, 材料包=f.package, 规则=f.rule_id, 级别=SEVERITY_ZH[f.severity], 工作表=f.sheet,
               行=f.row or "", 列=f.column, 填写值=f.value, 说明=f.message) for f in findings]
@@ -330,7 +327,8 @@ def package_validation(
     fatal = int((table["级别"] == SEVERITY_ZH["fatal"]).sum()) if len(table) else 0
     by_rule = table.groupby("规则").size().to_dict() if len(table) else {}
     yield dg.MaterializeResult(metadata={
-        "项目数": len(projects),
+        "项目数": projects,
+        "材料包版本数": versions,
         "问题数（按规则）": dg.MetadataValue.json(by_rule),
     })
     yield dg.AssetCheckResult(

@@ -79,5 +79,13 @@ SEVERITY_ZH = {"fatal": "致命", "warning": "警告"}
 PROJECT_STATUS_ZH = {"accepted": "通过", "rejected": "退回", "missing": "未报送", "synced": "已报送国家系统"}
 
 
+# A reconciliation row's status (reconciliation.csv), and a national filing's (the outbox).
+RECONCILIATION_STATUS_ZH = {"balanced": "已平衡", "refund_due": "有结余应退回", "overspent": "超支", "unreconciled": "未对账"}
+NATIONAL_STATUS_ZH = {
+    "pending": "待发送", "dry_run": "已生成（未发送）", "filed": "已报送，待确认", "accepted": "已确认",
+    "returned": "被退回", "refused": "被拒收", "corrected": "已被新版本更正",
+}
+
+
 def rule(rule_id: str) -> Rule:
     return RULES[rule_id]

@@ -6,16 +6,16 @@ import hashlib
 import os
 import uuid
 from contextlib import contextmanager
-from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
 
-from adapters.registry import RegisteredProject, YearRegistry, load_year
+from adapters.registry import YearRegistry, load_year
 from etl.cli import main as cli_main
 from etl.sample.builder import PackageSpec, clean_package, write_package
+from etl.sample.year_sample import project_spec
 
 POSTGRES_URL = os.environ.get("ETL_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 _PG_SCHEMA = "etl_test"
@@ -28,10 +28,7 @@ def registry() -> YearRegistry:
 
 def project_dict(registry: YearRegistry, code: str) -> dict:
     """A registry entry as the sample builder takes it (grants in yuan, Decimal)."""
-    project: RegisteredProject = registry.project(code)
-    grants = {source: Decimal(fen) / 100 for source, fen in registry.grants_for(project).items()}
-    return dict(code=project.code, level=project.level, type=project.type, host_unit=project.host_unit,
-                project_name=project.project_name, aliases=list(project.aliases), grants=grants)
+    return project_spec(registry, registry.project(code))
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ def test_clean_package_is_complete_and_adds_up(tmp_path, project):
     assert declared_total == amount(info["审计确认支出金额（元）"]) == sum(project["grants"].values())
     vouchers = [row[columns["凭证号"]] for _, row in lines]
     assert len(set(vouchers)) == len(vouchers)
-    completion = REGISTRY["team_completion_date"]
+    completion = REGISTRY.team_completion_date
     for _, row in lines:
         assert row[columns["支出科目"]] in ALLOWED_CATEGORIES
         assert row[columns["经费来源"]] in SOURCES[project["level"]]
@@ -300,7 +300,7 @@ def test_build_is_deterministic(inbox, tmp_path):
 
 
 def test_packages_carry_their_arrival_time(inbox):
-    deadline_end = datetime.combine(REGISTRY["deadline"], datetime.max.time(), SHANGHAI).timestamp()
+    deadline_end = datetime.combine(REGISTRY.deadline, datetime.max.time(), SHANGHAI).timestamp()
     for spec in sample_inbox(YEAR, DEFAULT_REGISTRY).packages:
         mtime = (inbox / spec.name).stat().st_mtime
         assert mtime == spec.modified_at.timestamp() <= deadline_end, spec.name

@@ -31,8 +31,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
-import yaml
 
+from adapters.registry import RegisteredProject, YearRegistry, load_year
 from etl.sample.builder import (
     ACTIVITIES, BASIC_INFO, EXPENSES, EXPERT_PAID_LIMITS, PHOTOS, SHANGHAI, TOTAL_LABEL, Cell, PackageSpec,
     USCC_ALPHABET, clean_package, docx_bytes, write_package,
@@ -51,24 +51,29 @@ class SampleInbox:
     expected: list[Expected] = field(default_factory=list)
 
 
-def load_projects(registry_path: Path) -> tuple[dict, list[dict]]:
-    """The registry and its projects, each with grants: funding source -> Decimal yuan."""
-    registry = yaml.safe_load(registry_path.read_text(encoding="utf-8"))
-    grants = registry["grants"]
-    projects = [
-        {**project, "grants": {source: Decimal(str(amount))
-                               for source, amount in grants[project["level"]][project["type"]].items()}}
-        for project in registry["projects"]
-    ]
-    return registry, projects
+def yuan_grants(fen_by_source: dict[str, int]) -> dict[str, Decimal]:
+    return {source: Decimal(fen) / 100 for source, fen in fen_by_source.items()}
+
+
+def project_spec(registry: YearRegistry, project: RegisteredProject) -> dict:
+    """A registered project as clean_package takes it: its registry fields, grants in Decimal yuan."""
+    return dict(code=project.code, level=project.level, type=project.type, host_unit=project.host_unit,
+                project_name=project.project_name, aliases=list(project.aliases), uscc=project.uscc,
+                grants=yuan_grants(registry.grants_for(project)))
+
+
+def load_projects(registry_path: Path) -> tuple[YearRegistry, list[dict]]:
+    """The registry (read as the pipeline reads it) and its projects as clean_package takes them."""
+    registry = load_year(int(registry_path.stem), registry_path.parent)
+    return registry, [project_spec(registry, p) for p in registry.projects]
 
 
 def sample_inbox(year: int, registry_path: Path) -> SampleInbox:
     """Every package of the sample inbox (not written yet) and the defects planted in them."""
     registry, projects = load_projects(registry_path)
-    if registry["year"] != year:
-        raise ValueError(f"{registry_path} is the registry of {registry['year']}, not {year}")
-    sample = _Sample(year, registry["deadline"])
+    if registry.year != year:
+        raise ValueError(f"{registry_path} is the registry of {registry.year}, not {year}")
+    sample = _Sample(year, registry.deadline)
     for seed, project in enumerate(projects):
         ROLES.get(project["code"].split("-", 1)[1], _clean)(sample, project, seed)
     _unregistered(sample, registry)
@@ -341,7 +346,7 @@ ROLES: dict[str, Callable[[_Sample, dict, int], None]] = {
 }
 
 
-def _unregistered(sample: _Sample, registry: dict) -> None:
+def _unregistered(sample: _Sample, registry: YearRegistry) -> None:
     """Packages that name no registered project: a corrupt zip, photos without a workbook, and a unit
     funded in an earlier batch that made up a project code."""
     corrupt = PackageSpec(name="专家服务基层材料（最终版）.zip", sheets={},
@@ -352,8 +357,7 @@ def _unregistered(sample: _Sample, registry: dict) -> None:
     stranger = {
         "code": f"{sample.year}-XX-99", "level": "municipal", "type": "base",
         "host_unit": "上海市松江区农业技术推广中心", "project_name": "松江区农业科技专家服务站",
-        "grants": {source: Decimal(str(amount))
-                   for source, amount in registry["grants"]["municipal"]["base"].items()},
+        "grants": yuan_grants(registry.grants[("municipal", "base")]),
     }
     photos_only = clean_package(stranger, sample.year)
     photos_only.name, photos_only.no_workbook = "现场照片及工作总结.zip", True
