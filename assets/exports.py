@@ -19,7 +19,7 @@ from adapters.registry import YearRegistry
 from adapters.resources import ExportResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
 from assets.overview import project_overview
-from assets.partitions import years_of_run
+from assets.partitions import single_run, year_partitions, years_of_run
 from assets.feedback import write_feedback
 from assets.national import national_sync
 from assets.summary_workbook import write_summary
@@ -148,7 +148,8 @@ def _fingerprint(project_row, findings: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-@dg.asset(deps=[national_sync], group_name="reports", kinds={"csv"})
+@dg.asset(deps=[national_sync], partitions_def=year_partitions, backfill_policy=single_run, group_name="reports",
+          kinds={"csv"})
 def year_exports(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,

@@ -28,7 +28,7 @@ from adapters.registry import YearRegistry
 from adapters.resources import InboxResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
 from adapters.workbook import UnreadableWorkbook, Workbook
-from assets.partitions import project_year, projects_by_year, single_run
+from assets.partitions import single_run, year_partitions, years_of_run
 from assets.sheets import EXPENSES_CSV_NAME, parse_key_value
 from schemas.findings import Finding, make_finding
 from schemas.layout import BASIC_INFO, EXPENSES, REQUIRED_SHEETS
@@ -200,7 +200,7 @@ def _package_row(year: int, result: IntakeResult) -> dict:
 
 
 @dg.asset(
-    partitions_def=project_year,
+    partitions_def=year_partitions,
     backfill_policy=single_run,
     group_name="intake",
     kinds={"python"},
@@ -215,7 +215,7 @@ def package_intake(
     对每个新版本做安全检查（损坏、加密、路径穿越、压缩炸弹），登记文件清单并保存工作簿，
     按工作簿中的“项目编号”归入立项项目。同一内容的材料包不会重复处理。"""
     metadata: dict[str, dg.MetadataValue] = {}
-    for year in projects_by_year(context):
+    for year in years_of_run(context):
         counts = ingest_year(warehouse.engine(), Path(inbox.path), registry.year(year))
         context.log.info(f"intake {year}: {counts}")
         metadata[f"{year} 收件"] = dg.MetadataValue.json(counts)

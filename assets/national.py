@@ -10,7 +10,7 @@ import functools
 import hashlib
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from adapters.resources import ExportResource, InboxResource, RegistryResource, 
 from adapters.warehouse import store
 from adapters.warehouse.models import Package, PackageFile, SheetRow
 from assets.materials import PackageListing
-from assets.partitions import project_year, projects_by_year, single_run, years_of_run
+from assets.partitions import single_run, year_partitions, years_of_run
 from assets.reconciliation import reconciliation
 from schemas.catalog import NATIONAL_STATUS_ZH
 from schemas.findings import make_finding
@@ -205,7 +205,7 @@ def national_findings(engine: Engine, registry: YearRegistry) -> list[dict]:
 
 @dg.asset(
     deps=[reconciliation],
-    partitions_def=project_year,
+    partitions_def=year_partitions,
     backfill_policy=single_run,
     group_name="national",
     kinds={"json"},
@@ -217,16 +217,24 @@ def national_report(
     """国家系统报告：为无致命问题的国家级项目（示范团、国家级专家服务基地）生成报送全国专家服务基层
     工作信息管理系统的报告，检查必填项（N001），写入 <导出目录>/<年度>/national/<项目编号>.json，
     并先存入待发送队列（发送由“国家系统同步”完成）。"""
-    outcome: dict[str, str] = {}
-    for year, codes in projects_by_year(context).items():
-        outcome |= prepare_reports(warehouse.engine(), registry.year(year), codes, exports.year_dir(year) / "national")
-    return dg.MaterializeResult(metadata={"报告": dg.MetadataValue.json(outcome)})
+    metadata: dict[str, dg.MetadataValue] = {}
+    for year in years_of_run(context):
+        year_registry = registry.year(year)
+        outcome = prepare_reports(warehouse.engine(), year_registry, [p.code for p in year_registry.projects],
+                                  exports.year_dir(year) / "national")
+        metadata[f"{year} 报告（按结果）"] = dg.MetadataValue.json(dict(Counter(outcome.values())))
+        # The projects that need someone's attention, not the thousands queued as expected.
+        metadata[f"{year} 未生成报告的项目"] = dg.MetadataValue.json(
+            dict(sorted((code, what) for code, what in outcome.items() if what != "queued")[:200]))
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(
     deps=[national_report],
     group_name="national",
     kinds={"api"},
+    partitions_def=year_partitions,
+    backfill_policy=single_run,
     pool="national_system",  # one sync at a time: the outbox is the only writer of filings
     retry_policy=dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL),
 )

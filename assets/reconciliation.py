@@ -23,7 +23,7 @@ from adapters.warehouse.models import ExpenseLine, SheetRow
 from assets.charts import as_markdown_image, spending_svg
 from assets.deadlines import after_completion_findings, late_findings, missing_findings
 from assets.fees import fee_findings
-from assets.partitions import project_year, projects_by_year, single_run
+from assets.partitions import single_run, year_partitions, years_of_run
 from assets.validation import package_validation
 from schemas.catalog import RECONCILIATION_STATUS_ZH
 from schemas.findings import Finding, make_finding
@@ -283,7 +283,7 @@ MONEY_CHECK = "reconciled_only_accepted_packages"
 
 @dg.asset(
     deps=[package_validation],
-    partitions_def=project_year,
+    partitions_def=year_partitions,
     backfill_policy=single_run,
     group_name="reconciliation",
     kinds={"python"},
@@ -301,12 +301,14 @@ def reconciliation(
     engine = warehouse.engine()
     now = datetime.now(timezone.utc)
     money_table, findings, chart_rows = [], [], []
-    for year, codes in projects_by_year(context).items():
-        table = reconcile_projects(engine, registry.year(year), codes, fee_caps.load(), now)
+    for year in years_of_run(context):
+        year_registry = registry.year(year)
+        table = reconcile_projects(engine, year_registry, [p.code for p in year_registry.projects], fee_caps.load(), now)
+        shown = _attention_first(table)[:_SHOWN_PROJECTS]
         money_table += [dict(项目=code, 经费来源=l.funding_source, 拨付=_shown_yuan(l.granted),
                              支出=_shown_yuan(l.spent), 结余=_shown_yuan(l.balance), 状态=RECONCILIATION_STATUS_ZH[l.status])
-                        for code, lines in table.items() for l in lines]
-        chart_rows += [(code, l.funding_source, l.granted, l.spent) for code, lines in table.items() for l in lines]
+                        for code in shown for l in table[code]]
+        chart_rows += [(code, l.funding_source, l.granted, l.spent) for code in shown for l in table[code]]
         with engine.connect() as conn:
             findings += [f.rule_id for f in store.findings(conn, year)
                          if f.project_code in table and f.rule_id[0] in "RT"]
@@ -314,7 +316,8 @@ def reconciliation(
     frame = pd.DataFrame(money_table)
     yield dg.MaterializeResult(metadata={
         # disable_numparse: tabulate would turn "98724.50" back into the float 98724.5.
-        "对账表": dg.MetadataValue.md(frame.to_markdown(index=False, disable_numparse=True) if len(frame) else "无"),
+        f"对账表（需关注的项目在前，最多 {_SHOWN_PROJECTS} 个；全部见 reconciliation.csv）": dg.MetadataValue.md(
+            frame.to_markdown(index=False, disable_numparse=True) if len(frame) else "无"),
         "支出图": dg.MetadataValue.md(as_markdown_image(spending_svg(chart_rows), "各项目经费支出")),
         "对账与时间问题（按规则）": dg.MetadataValue.json(pd.Series(findings).value_counts().sort_index().to_dict()),
     })
@@ -322,6 +325,16 @@ def reconciliation(
         check_name=MONEY_CHECK, passed=not misused,
         metadata={"使用了被退回材料包的项目": dg.MetadataValue.json(sorted(misused))},
     )
+
+
+# The UI's table and chart stay readable for a national year of thousands of projects.
+_SHOWN_PROJECTS = 40
+_ATTENTION = {"overspent": 0, "refund_due": 1, "unreconciled": 2, "balanced": 3}
+
+
+def _attention_first(table: dict[str, list[SourceLine]]) -> list[str]:
+    """Project codes, those with an overspent, then a refund due, then an unreconciled source first."""
+    return sorted(table, key=lambda code: (min((_ATTENTION[l.status] for l in table[code]), default=3), code))
 
 
 def _shown_yuan(fen: int | None) -> str:

@@ -19,7 +19,7 @@ from adapters.national_system import TOKEN_ENV, mock_server
 from adapters.registry import load_year
 from adapters.warehouse import connect, store, upgrade
 from assets.overview import SHANGHAI
-from assets.partitions import PROJECT, partition_key, year_range_tags
+from assets.partitions import projects_tags
 from etl.alerts import failure_message
 from etl.definitions import build_definitions
 from etl.report import print_summary
@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_year(args: argparse.Namespace) -> int:
-    """`run`: the year job over every registered project, as one run. `backfill`: the same job over
-    the named projects only, one run each (their packages, findings, money, national filing, and
-    the year's exports are brought up to date; other projects are left as they are)."""
+    """`run`: the year job over the year's partition, one run (incremental: what is unchanged since
+    the last run is not read again). `backfill`: the same run, re-processing the named projects even
+    if nothing about them changed (e.g. after a late package or a registry correction)."""
     registry = load_year(args.year, args.registry)
     projects = getattr(args, "project", None)
     unknown = [code for code in projects or [] if registry.project(code) is None]
@@ -91,19 +91,13 @@ def run_year(args: argparse.Namespace) -> int:
             stack.enter_context(_mock_national(Path(args.national_mock)))
         defs = build_definitions(inbox=args.inbox, exports=args.export, database_url=args.database_url,
                                  registry=args.registry)
+        tags = projects_tags([registry.project(c).code for c in projects or []])
         with _instance() as instance:
-            if projects:
-                instance.add_dynamic_partitions(PROJECT, [registry.project(c).code for c in projects])
-                runs = [{"dagster/partition": str(partition_key(registry.project(c).code, args.year))} for c in projects]
-            else:
-                runs = [year_range_tags(registry, instance)]
-            results = [_execute(defs, instance, tags) for tags in runs]
-    failed = [r for r in results if not r.success]
-    for result in failed:
+            result = _execute(defs, instance, str(args.year), tags)
+    if not result.success:
         steps = [e.step_key for e in result.all_events if e.is_step_failure and e.step_key]
         error = next((e.message for e in result.all_events if e.is_step_failure), "")
         print(failure_message(result.job_def.name, result.run_id, steps, error), file=sys.stderr)
-    if failed:
         return 1
     print_summary(Path(args.export) / str(args.year))
     return 0
@@ -129,9 +123,11 @@ def _mock_national(state: Path):
                 os.environ[key] = value
 
 
-def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, year: str,
+             tags: dict[str, str]) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def("year_job").execute_in_process(
         instance=instance,
+        partition_key=year,
         tags=tags,
         # Dagster's console logger speaks DEBUG by default: an operator wants the steps, not the events.
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},

@@ -5,7 +5,6 @@ import dagster as dg
 
 from adapters.registry import available_years
 from adapters.resources import RegistryResource
-from assets.partitions import year_range_tags
 from etl.jobs import nightly_job
 
 
@@ -15,6 +14,6 @@ from etl.jobs import nightly_job
 def nightly(context: dg.ScheduleEvaluationContext, registry: RegistryResource) -> list[dg.RunRequest]:
     night = context.scheduled_execution_time.strftime("%Y-%m-%d")
     return [
-        dg.RunRequest(run_key=f"nightly-{year}-{night}", tags=year_range_tags(registry.year(year), context.instance))
+        dg.RunRequest(run_key=f"nightly-{year}-{night}", partition_key=str(year))
         for year in available_years(registry.path or None)
     ]

@@ -1,5 +1,6 @@
-"""The Dagster code location: it loads, its stages read as Chinese to an operator, a project
-partition materialises on its own, and the validation check carries the findings table."""
+"""The Dagster code location: it loads, its stages read as Chinese to an operator, a year
+partition materialises as one run, the validation check carries the findings table, and a second
+run re-validates only what changed (or what the run names in its `etl/projects` tag)."""
 
 import re
 import subprocess
@@ -10,7 +11,7 @@ import dagster as dg
 
 import assets
 import schemas
-from assets.partitions import PROJECT, partition_key
+from assets.partitions import PROJECTS_TAG
 from assets.validation import FINDINGS_CHECK
 from etl.definitions import ASSETS, build_definitions, defs
 from tests.conftest import put
@@ -39,19 +40,31 @@ def test_every_asset_and_check_is_described_in_chinese():
         assert CJK.search(spec.description or ""), spec.key
 
 
-def test_one_project_partition_materialises_with_its_findings(clean, inbox, sqlite_url, tmp_path):
+def test_the_year_partition_materialises_with_its_findings(clean, inbox, sqlite_url, tmp_path):
     spec = clean("2023-ST-01")
     spec.sheets["经费支出"][2][2] = "礼品费"
     put(inbox, spec)
+    put(inbox, clean("2023-ST-02"))
     resources = build_definitions(inbox=str(inbox), exports=str(tmp_path / "exports"), database_url=sqlite_url).resources
+    stages = [a for a in ASSETS if a.key.path[0] != "year_exports"]
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(PROJECT, ["2023-ST-01", "2023-ST-02"])
-        result = dg.materialize([a for a in ASSETS if a.key.path[0] != "year_exports"], instance=instance,
-                                resources=resources, partition_key=str(partition_key("2023-ST-01", 2023)))
+        result = dg.materialize(stages, instance=instance, resources=resources, partition_key="2023")
         assert result.success
         checks = [e for e in result.get_asset_check_evaluations() if e.check_name == FINDINGS_CHECK]
         assert len(checks) == 1 and not checks[0].passed
-        table = checks[0].metadata["问题清单"].value
+        table = next(v.value for k, v in checks[0].metadata.items() if k.startswith("问题清单"))
         assert "S004" in table and "礼品费" in table
-        materialized = instance.get_materialized_partitions(dg.AssetKey("package_validation"))
-        assert materialized == {str(partition_key("2023-ST-01", 2023))}
+        assert _validated(result) == 2
+        assert instance.get_materialized_partitions(dg.AssetKey("package_validation")) == {"2023"}
+
+        again = dg.materialize(stages, instance=instance, resources=resources, partition_key="2023")
+        assert again.success and _validated(again) == 0  # nothing changed: nothing is read again
+
+        forced = dg.materialize(stages, instance=instance, resources=resources, partition_key="2023",
+                                tags={PROJECTS_TAG: "2023-ST-02"})
+        assert forced.success and _validated(forced) == 1
+
+
+def _validated(result: dg.ExecuteInProcessResult) -> int:
+    materialization = result.asset_materializations_for_node("package_validation")[0]
+    return materialization.metadata["本次校验的材料包版本数"].value

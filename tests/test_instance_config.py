@@ -27,7 +27,6 @@ from dagster_postgres import (
 from sqlalchemy.engine import make_url
 
 from adapters.registry import load_year
-from assets.partitions import year_range_tags
 from etl.definitions import build_definitions
 from etl.sample import build_sample_inbox
 from tests.conftest import POSTGRES_URL
@@ -131,7 +130,7 @@ def test_production_instance_runs_the_year_with_postgres_storage(tmp_path, monke
 
         result = defs.resolve_job_def("year_job").execute_in_process(
             instance=instance,
-            tags=year_range_tags(registry, instance),
+            partition_key=str(registry.year),
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
@@ -141,7 +140,7 @@ def test_production_instance_runs_the_year_with_postgres_storage(tmp_path, monke
         assert runs[0].status == dg.DagsterRunStatus.SUCCESS
         latest = instance.get_latest_materialization_event(dg.AssetKey("year_exports"))
         assert latest is not None and latest.run_id == result.run_id
-        assert instance.get_dynamic_partitions("project") == [p.code for p in registry.projects]
+        assert instance.get_materialized_partitions(dg.AssetKey("reconciliation")) == {str(registry.year)}
         # national_sync's pool took the default limit: one national-system session at a time.
         pool = instance.event_log_storage.get_concurrency_info("national_system")
         assert (pool.limit, pool.using_default_limit) == (1, True)

@@ -10,8 +10,6 @@ import pandas as pd
 from openpyxl import load_workbook
 
 from adapters.national_system import TOKEN_ENV
-from adapters.registry import load_year
-from assets.partitions import PROJECT
 from etl.alerts import failure_message
 from etl.cli import main
 from etl.definitions import build_definitions
@@ -34,26 +32,20 @@ def test_sensor_requests_each_new_content_once(clean, inbox, tmp_path):
     broken.write_bytes(b"not a zip at all")
     with dg.instance_for_test() as instance:
         result = _sensor(inbox, tmp_path, instance)
-        by_key = {r.run_key: r for r in result.run_requests}
-        assert len(by_key) == 2
-        project_run = next(r for r in by_key.values() if r.partition_key)
-        assert project_run.partition_key == "2023-ST-01|2023"
-        year_run = next(r for r in by_key.values() if not r.partition_key)
-        assert year_run.tags["dagster/asset_partition_range_start"].endswith("|2023")  # the unreadable one runs the year
-        added = result.dynamic_partitions_requests[0]
-        assert len(added.partition_keys) == 12 and added.partitions_def_name == PROJECT
+        # Both new packages (the unreadable one too: its finding must be recorded) run the year, once.
+        assert [(r.partition_key, r.tags["etl/new_packages"]) for r in result.run_requests] == [("2023", "2")]
+        first_key = result.run_requests[0].run_key
 
         # Same inbox again (the cursor survives): nothing. A touch changes no content: nothing.
-        instance.add_dynamic_partitions(PROJECT, list(added.partition_keys))
         os.utime(first, (first.stat().st_atime, first.stat().st_mtime + 60))
         again = _sensor(inbox, tmp_path, instance, cursor=result.cursor)
         assert again.run_requests == []
 
-        # A corrected package of the same project is new content: one run of that partition.
+        # A corrected package of the same project is new content: one more run of the year.
         put(inbox, PackageSpec(**{**clean("2023-ST-01", seed=5).__dict__, "name": "更正版.zip"}))
         third = _sensor(inbox, tmp_path, instance, cursor=again.cursor)
-        assert [r.partition_key for r in third.run_requests] == ["2023-ST-01|2023"]
-        assert third.run_requests[0].run_key not in by_key
+        assert [(r.partition_key, r.tags["etl/new_packages"]) for r in third.run_requests] == [("2023", "1")]
+        assert third.run_requests[0].run_key != first_key
         assert "更正版.zip" in json.loads(third.cursor)["2023"]
 
 
@@ -61,12 +53,13 @@ def test_nightly_schedule_at_two_in_shanghai(tmp_path):
     assert nightly.cron_schedule == "0 2 * * *" and nightly.execution_timezone == "Asia/Shanghai"
     with dg.instance_for_test() as instance:
         night = datetime(2023, 11, 12, 2, 0, tzinfo=SHANGHAI)
-        resources = build_definitions(exports=str(tmp_path)).resources
-        with dg.build_schedule_context(instance=instance, scheduled_execution_time=night, resources=resources) as context:
+        defs = build_definitions(exports=str(tmp_path))
+        # The repository lets the tick check that its partition key is a year the job knows.
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=night, resources=defs.resources,
+                                       repository_def=defs.get_repository_def()) as context:
             requests = nightly.evaluate_tick(context).run_requests
             assert [r.run_key for r in requests] == ["nightly-2023-2023-11-12"]
-            assert requests[0].tags["dagster/asset_partition_range_start"].endswith("|2023")
-            assert set(instance.get_dynamic_partitions(PROJECT)) >= {p.code for p in load_year(2023).projects}
+            assert requests[0].partition_key == "2023"
             # The same night evaluated twice asks for the same run key: Dagster launches it once.
             assert nightly.evaluate_tick(context).run_requests[0].run_key == requests[0].run_key
 

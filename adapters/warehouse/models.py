@@ -94,6 +94,9 @@ class Package(Base):
     workbook: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     expenses_csv: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     expenses_csv_member: Mapped[str] = mapped_column(String(500), default="")
+    # What the version was last validated against (assets.validation.validation_key): a run validates
+    # only versions whose key changed, so a year of thousands of packages is not read again each night.
+    validated_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class PackageFile(Base):

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from adapters.registry import FUNDING_SOURCES, YearRegistry
 from adapters.warehouse.models import (
@@ -85,21 +85,34 @@ def year_packages(conn: Connection, year: int) -> list:
 
 
 def assign_projects(conn: Connection, assignments: dict[int, str | None]) -> None:
-    for package_id, code in assignments.items():
-        conn.execute(update(Package).where(Package.id == package_id).values(project_code=code))
+    if assignments:  # one executemany: a national year routes thousands of packages in its first run
+        conn.execute(update(Package).where(Package.id == bindparam("pid")).values(project_code=bindparam("code")),
+                     [dict(pid=pid, code=code) for pid, code in assignments.items()])
 
 
 def package_versions(conn: Connection, year: int, codes: Sequence[str] | None = None, *, blobs: bool = False) -> list:
     """The year's package versions assigned to projects, oldest first: by received time (an
     operator's record, else the file time), then arrival order. A project's newest is its last."""
     columns = [Package.id, Package.name, Package.project_code, Package.modified_at, Package.received_at,
-               Package.intake_status]
+               Package.intake_status, Package.validated_key]
     if blobs:
         columns += [Package.workbook, Package.expenses_csv]
     query = select(*columns).where(Package.year == year, Package.project_code.is_not(None))
     if codes is not None:
         query = query.where(Package.project_code.in_(list(codes)))
     return sorted(conn.execute(query).all(), key=lambda p: (p.received_at or p.modified_at, p.id))
+
+
+def package_blobs(conn: Connection, package_ids: Sequence[int]) -> dict[int, tuple[bytes | None, bytes | None]]:
+    """package id -> (workbook, 经费支出.csv) as the unit handed them in."""
+    rows = conn.execute(select(Package.id, Package.workbook, Package.expenses_csv).where(Package.id.in_(list(package_ids))))
+    return {pid: (workbook, csv) for pid, workbook, csv in rows}
+
+
+def set_validated(conn: Connection, keys: dict[int, str]) -> None:
+    if keys:
+        conn.execute(update(Package).where(Package.id == bindparam("pid")).values(validated_key=bindparam("key")),
+                     [dict(pid=pid, key=key) for pid, key in keys.items()])
 
 
 def newest_packages(conn: Connection, year: int) -> dict[str, object]:
