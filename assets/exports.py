@@ -93,6 +93,9 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path) ->
     }
 
 
+_FEEDBACK = "feedback/"  # fingerprints of the feedback files, by file name
+
+
 def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: pd.DataFrame, issues: pd.DataFrame,
                              out_dir: Path) -> Path:
     """feedback/<code>.xlsx for every registered project with something to act on: its findings, and
@@ -102,19 +105,19 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
     year = registry.year
     by_project = dict(tuple(issues.groupby("project_code"))) if len(issues) else {}
     with engine.connect() as conn:
-        written = store.export_fingerprints(conn, year)
+        written = store.fingerprints(conn, year, _FEEDBACK)
     wanted: dict[str, str] = {}
     for row in projects.itertuples(index=False):
         findings = by_project.get(row.project_code)
         if findings is not None:
             wanted[row.project_code] = _fingerprint(row, findings)
     todo = [code for code, fp in wanted.items()
-            if written.get(f"feedback/{code}.xlsx") != fp or not (out_dir / f"{code}.xlsx").exists()]
+            if written.get(f"{code}.xlsx") != fp or not (out_dir / f"{code}.xlsx").exists()]
     changes: dict[str, str | None] = {}
     for name in written:
-        code = name.removeprefix("feedback/").removesuffix(".xlsx")
-        if name.startswith("feedback/") and code not in wanted:
-            (out_dir / f"{code}.xlsx").unlink(missing_ok=True)
+        code = name.removesuffix(".xlsx")
+        if code not in wanted:
+            (out_dir / name).unlink(missing_ok=True)
             changes[name] = None
     with engine.connect() as conn:
         in_use = {p.project_code: p for p in store.package_versions(conn, year, todo, blobs=True)}
@@ -135,9 +138,9 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
             sheets=sheets_of[package.id] if package is not None else {},
             deadline=registry.deadline.isoformat(),
         )
-        changes[f"feedback/{code}.xlsx"] = wanted[code]
+        changes[f"{code}.xlsx"] = wanted[code]
     with engine.begin() as conn:
-        store.set_export_fingerprints(conn, year, changes)
+        store.set_fingerprints(conn, year, _FEEDBACK, changes)
     return out_dir
 
 

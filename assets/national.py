@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +26,13 @@ from adapters.resources import ExportResource, InboxResource, RegistryResource, 
 from adapters.warehouse import store
 from adapters.warehouse.models import Package, PackageFile, SheetRow
 from assets.materials import PackageListing
-from assets.partitions import single_run, year_partitions, years_of_run
-from assets.reconciliation import reconciliation
+from assets.incremental import code_hash, digest
+from assets.partitions import forced_projects, single_run, year_partitions, years_of_run
+from assets.reconciliation import KEYS as RECONCILIATION_KEYS, reconciliation
 from schemas.catalog import NATIONAL_STATUS_ZH
 from schemas.findings import make_finding
 from schemas.layout import ACTIVITIES, BASIC_INFO, EXPERTS, PHOTOS, PUBLICITY
+from schemas import national_report as national_report_schema
 from schemas.national_report import missing_fields
 from schemas.values import amount_of, date_of, fen_to_yuan, int_of
 
@@ -110,6 +113,17 @@ def _attachments(basic: dict, photos: list[dict], listing: PackageListing) -> li
                           "caption": photo.get("caption", ""), "taken_on": _iso(photo.get("taken_on", "")),
                           "place": photo.get("place", "")})
     return files
+
+
+_KEYS = "national/"  # fingerprints of each national project's report
+_REPORT_CODE = code_hash(sys.modules[__name__], national_report_schema)
+
+
+def report_keys(conn: Connection, registry: YearRegistry) -> dict[str, str]:
+    """national project -> what its report is made of: its money and time findings' key (which covers
+    its package in use, validated content and registry entry) and the code that builds reports."""
+    money = store.fingerprints(conn, registry.year, RECONCILIATION_KEYS)
+    return {p.code: digest(_REPORT_CODE, money.get(p.code)) for p in registry.projects if p.level == "national"}
 
 
 def prepare_reports(engine: Engine, registry: YearRegistry, codes: list[str], out_dir: Path) -> dict[str, str]:
@@ -217,14 +231,24 @@ def national_report(
     """国家系统报告：为无致命问题的国家级项目（示范团、国家级专家服务基地）生成报送全国专家服务基层
     工作信息管理系统的报告，检查必填项（N001），写入 <导出目录>/<年度>/national/<项目编号>.json，
     并先存入待发送队列（发送由“国家系统同步”完成）。"""
+    engine = warehouse.engine()
     metadata: dict[str, dg.MetadataValue] = {}
     for year in years_of_run(context):
         year_registry = registry.year(year)
-        outcome = prepare_reports(warehouse.engine(), year_registry, [p.code for p in year_registry.projects],
-                                  exports.year_dir(year) / "national")
-        metadata[f"{year} 报告（按结果）"] = dg.MetadataValue.json(dict(Counter(outcome.values())))
+        out_dir = exports.year_dir(year) / "national"
+        with engine.connect() as conn:
+            wanted = report_keys(conn, year_registry)
+            done = store.fingerprints(conn, year, _KEYS)
+        forced = forced_projects(context)
+        # A missing file is redone too: an export folder may have been cleared or moved.
+        todo = [code for code, key in wanted.items()
+                if done.get(code) != key or code in forced or not (out_dir / f"{code}.json").exists()]
+        outcome = prepare_reports(engine, year_registry, todo, out_dir)
+        with engine.begin() as conn:
+            store.set_fingerprints(conn, year, _KEYS, {code: wanted[code] for code in todo})
+        metadata[f"{year} 本次生成的报告（按结果）"] = dg.MetadataValue.json(dict(Counter(outcome.values())))
         # The projects that need someone's attention, not the thousands queued as expected.
-        metadata[f"{year} 未生成报告的项目"] = dg.MetadataValue.json(
+        metadata[f"{year} 本次未生成报告的项目"] = dg.MetadataValue.json(
             dict(sorted((code, what) for code, what in outcome.items() if what != "queued")[:200]))
     return dg.MaterializeResult(metadata=metadata)
 

@@ -7,6 +7,8 @@ All sums are integer fen.
 """
 
 import json
+import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,8 +24,10 @@ from adapters.warehouse import store
 from adapters.warehouse.models import ExpenseLine, SheetRow
 from assets.charts import as_markdown_image, spending_svg
 from assets.deadlines import after_completion_findings, late_findings, missing_findings
+from assets.overview import deadline_end
 from assets.fees import fee_findings
-from assets.partitions import single_run, year_partitions, years_of_run
+from assets.incremental import code_hash, digest
+from assets.partitions import forced_projects, single_run, year_partitions, years_of_run
 from assets.validation import package_validation
 from schemas.catalog import RECONCILIATION_STATUS_ZH
 from schemas.findings import Finding, make_finding
@@ -187,18 +191,20 @@ def double_claims(
     """R007: the same 凭证号 in two projects' packages in use. Each accepted package gets a warning
     per line, naming the other projects, so both units are asked (or the first once it is accepted)."""
     package_project = {pid: code for code, pid in in_use.items()}
+    in_year = ExpenseLine.package_id.in_(list(package_project))
+    # Vouchers in more than one package in use (one per project), found by the database: a year holds
+    # a million lines and only the shared ones need to come out.
+    shared = (select(ExpenseLine.voucher_no).where(in_year, ExpenseLine.voucher_no != "")
+              .group_by(ExpenseLine.voucher_no).having(func.count(func.distinct(ExpenseLine.package_id)) > 1))
     lines = pd.DataFrame(conn.execute(
         select(ExpenseLine.package_id, ExpenseLine.excel_row, ExpenseLine.voucher_no)
-        .where(ExpenseLine.package_id.in_(list(package_project)), ExpenseLine.voucher_no != "")
+        .where(in_year, ExpenseLine.voucher_no.in_(shared.scalar_subquery()))
     ).all(), columns=["package_id", "excel_row", "voucher_no"])
     if lines.empty:
         return []
     lines["project"] = lines["package_id"].map(package_project)
-    # Vouchers seen in more than one project, found by group-by (a year holds a million lines).
-    spread = lines.groupby("voucher_no")["project"].nunique()
-    shared_vouchers = set(spread.index[spread > 1])
-    hits = lines[lines["voucher_no"].isin(shared_vouchers) & lines["package_id"].isin(accepted)]
-    projects = lines[lines["voucher_no"].isin(shared_vouchers)].groupby("voucher_no")["project"].agg(set)
+    hits = lines[lines["package_id"].isin(accepted)]
+    projects = lines.groupby("voucher_no")["project"].agg(set)
     out = []
     for package_id, excel_row, voucher, code in hits.itertuples(index=False, name=None):
         sheet = money[package_id]
@@ -208,6 +214,30 @@ def double_claims(
         out.append((package_id, code, finding))
     return out
 
+
+def reconciliation_keys(conn: Connection, registry: YearRegistry, caps: list[FeeCaps], now: datetime) -> dict[str, str]:
+    """project -> what its money and time findings are made of: its registry entry, each version's
+    validated content and received time, the year's grants, dates and fee caps (and whether the
+    deadline has passed, for T003), and the code of these rules. R007 looks across projects and is
+    redone whenever any project is."""
+    year_inputs = digest(_MONEY_CODE, registry.grants, registry.deadline, registry.team_completion_date, caps,
+                         now >= deadline_end(registry))
+    versions: dict[str, list] = defaultdict(list)
+    for p in store.package_versions(conn, registry.year):
+        versions[p.project_code].append((p.id, p.validated_key, p.intake_status, p.received_at, p.modified_at))
+    return {p.code: digest(year_inputs, p, versions.get(p.code, [])) for p in registry.projects}
+
+
+def _money_code() -> str:
+    from adapters import fee_caps
+    from assets import deadlines, fees, overview
+    from schemas import catalog, findings, values
+
+    return code_hash(fee_caps, deadlines, fees, overview, catalog, findings, values, sys.modules[__name__])
+
+
+_MONEY_CODE = _money_code()
+KEYS = "reconciliation/"  # fingerprints of each project's money and time findings
 
 # Stages whose fatal findings keep a package from being reconciled (its money is not readable).
 _BEFORE_MONEY = ("intake", "routing", "validation")
@@ -300,10 +330,23 @@ def reconciliation(
     结余说明、重复凭证、专家咨询费/讲课费标准（R001–R008）和报送时间（T001–T003）。"""
     engine = warehouse.engine()
     now = datetime.now(timezone.utc)
+    caps = fee_caps.load()
     money_table, findings, chart_rows = [], [], []
+    redone = 0
     for year in years_of_run(context):
         year_registry = registry.year(year)
-        table = reconcile_projects(engine, year_registry, [p.code for p in year_registry.projects], fee_caps.load(), now)
+        with engine.connect() as conn:
+            keys = reconciliation_keys(conn, year_registry, caps, now)
+            done = store.fingerprints(conn, year, KEYS)
+        forced = forced_projects(context)
+        todo = [code for code, key in keys.items() if done.get(code) != key or code in forced]
+        if todo:
+            reconcile_projects(engine, year_registry, todo, caps, now)
+            with engine.begin() as conn:
+                store.set_fingerprints(conn, year, KEYS, {code: keys[code] for code in todo})
+        redone += len(todo)
+        with engine.connect() as conn:
+            table = _stored_lines(conn, year)
         shown = _attention_first(table)[:_SHOWN_PROJECTS]
         money_table += [dict(项目=code, 经费来源=l.funding_source, 拨付=_shown_yuan(l.granted),
                              支出=_shown_yuan(l.spent), 结余=_shown_yuan(l.balance), 状态=RECONCILIATION_STATUS_ZH[l.status])
@@ -315,6 +358,7 @@ def reconciliation(
             misused = _reconciled_rejected(conn, year)
     frame = pd.DataFrame(money_table)
     yield dg.MaterializeResult(metadata={
+        "本次重新对账的项目数": redone,
         # disable_numparse: tabulate would turn "98724.50" back into the float 98724.5.
         f"对账表（需关注的项目在前，最多 {_SHOWN_PROJECTS} 个；全部见 reconciliation.csv）": dg.MetadataValue.md(
             frame.to_markdown(index=False, disable_numparse=True) if len(frame) else "无"),
@@ -325,6 +369,15 @@ def reconciliation(
         check_name=MONEY_CHECK, passed=not misused,
         metadata={"使用了被退回材料包的项目": dg.MetadataValue.json(sorted(misused))},
     )
+
+
+def _stored_lines(conn: Connection, year: int) -> dict[str, list[SourceLine]]:
+    """The year's reconciliation as stored, by project (what this run redid and what it kept)."""
+    table: dict[str, list[SourceLine]] = defaultdict(list)
+    for r in store.reconciliation(conn, year):
+        table[r.project_code].append(SourceLine(r.funding_source, r.granted_fen, r.spent_fen, r.refund_declared_fen,
+                                                r.refund_to_declared, r.status))
+    return table
 
 
 # The UI's table and chart stay readable for a national year of thousands of projects.

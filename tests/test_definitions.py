@@ -54,17 +54,22 @@ def test_the_year_partition_materialises_with_its_findings(clean, inbox, sqlite_
         assert len(checks) == 1 and not checks[0].passed
         table = next(v.value for k, v in checks[0].metadata.items() if k.startswith("问题清单"))
         assert "S004" in table and "礼品费" in table
-        assert _validated(result) == 2
+        assert _validated(result) == 2 and _reconciled(result) == 12  # every registered project
         assert instance.get_materialized_partitions(dg.AssetKey("package_validation")) == {"2023"}
 
         again = dg.materialize(stages, instance=instance, resources=resources, partition_key="2023")
         assert again.success and _validated(again) == 0  # nothing changed: nothing is read again
+        assert _reconciled(again) == 0
 
         forced = dg.materialize(stages, instance=instance, resources=resources, partition_key="2023",
                                 tags={PROJECTS_TAG: "2023-ST-02"})
-        assert forced.success and _validated(forced) == 1
+        assert forced.success and _validated(forced) == 1 and _reconciled(forced) == 1
 
 
 def _validated(result: dg.ExecuteInProcessResult) -> int:
     materialization = result.asset_materializations_for_node("package_validation")[0]
     return materialization.metadata["本次校验的材料包版本数"].value
+
+
+def _reconciled(result: dg.ExecuteInProcessResult) -> int:
+    return result.asset_materializations_for_node("reconciliation")[0].metadata["本次重新对账的项目数"].value

@@ -270,17 +270,22 @@ def confirmed_national_packages(conn: Connection, year: int) -> dict[str, int]:
     return {code: r.package_id for code, r in latest.items() if r.status == "accepted"}
 
 
-def export_fingerprints(conn: Connection, year: int) -> dict[str, str]:
-    return dict(conn.execute(select(ExportFingerprint.name, ExportFingerprint.fingerprint)
-                             .where(ExportFingerprint.year == year)).all())
+def fingerprints(conn: Connection, year: int, prefix: str) -> dict[str, str]:
+    """What each output named `prefix…` was last made from (an export file, a project's stage result),
+    by the rest of its name."""
+    rows = conn.execute(select(ExportFingerprint.name, ExportFingerprint.fingerprint)
+                        .where(ExportFingerprint.year == year, ExportFingerprint.name.startswith(prefix, autoescape=True)))
+    return {name.removeprefix(prefix): fp for name, fp in rows}
 
 
-def set_export_fingerprints(conn: Connection, year: int, fingerprints: dict[str, str | None]) -> None:
-    """Record what each export file was written from; None forgets a file that was removed."""
+def set_fingerprints(conn: Connection, year: int, prefix: str, fingerprints: dict[str, str | None]) -> None:
+    """Record what each output was made from; None forgets an output that was removed."""
     if not fingerprints:
         return
-    conn.execute(delete(ExportFingerprint).where(ExportFingerprint.year == year,
-                                                 ExportFingerprint.name.in_(list(fingerprints))))
-    rows = [dict(year=year, name=name, fingerprint=fp) for name, fp in fingerprints.items() if fp is not None]
+    names = [prefix + name for name in fingerprints]
+    for start in range(0, len(names), 500):  # bounded IN lists: a national year has thousands of projects
+        conn.execute(delete(ExportFingerprint).where(ExportFingerprint.year == year,
+                                                     ExportFingerprint.name.in_(names[start:start + 500])))
+    rows = [dict(year=year, name=prefix + name, fingerprint=fp) for name, fp in fingerprints.items() if fp is not None]
     if rows:
         conn.execute(insert(ExportFingerprint), rows)
