@@ -41,7 +41,10 @@ def text(value: object) -> str:
 
 def integer(value: object) -> int | None:
     """A whole number of an export table (a finding's row, a count): '3', 3 or 3.0 -> 3; blank -> None."""
-    number = pd.to_numeric(text(value) or None, errors="coerce")
+    typed = text(value)
+    if typed.isdigit():  # the common case, without pandas' per-call cost (a year has thousands of rows)
+        return int(typed)
+    number = pd.to_numeric(typed or None, errors="coerce")
     return None if pd.isna(number) else int(number)
 
 
@@ -52,6 +55,8 @@ def money(value: object) -> Decimal | None:
 
 def display_width(value: str) -> int:
     """Columns a text takes on screen: CJK characters are twice as wide as Latin ones."""
+    if value.isascii():  # most cells (codes, amounts, dates): no per-character lookup
+        return len(value)
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in value)
 
 
@@ -130,8 +135,11 @@ def _write_table(book: xlsxwriter.Workbook, formats: _Formats, *, name: str, tit
     if note:
         sheet.write_string(1, 0, note)
     for col, column in enumerate(columns):
-        widest = max([display_width(column.header) // 2 + 1]  # headers wrap onto two lines
-                     + [display_width(_shown(values[col], column.kind)) for values in [*rows, *totals]])
+        widest = display_width(column.header) // 2 + 1  # headers wrap onto two lines
+        for values in [*rows, *totals]:
+            widest = max(widest, display_width(_shown(values[col], column.kind)))
+            if widest + 2 >= column.max_width:
+                break  # as wide as the column may be: the other rows cannot change it
         sheet.set_column(col, col, min(max(widest + 2, 8), column.max_width))
     sheet.freeze_panes(1, 0)
     if rows:
