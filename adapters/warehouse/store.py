@@ -169,7 +169,8 @@ def replace_parsed_rows(
     if sheets:
         conn.execute(insert(PackageSheet), sheets)
     if sheet_rows:
-        conn.execute(insert(SheetRow), sheet_rows)
+        columns = ("package_id", "sheet", "excel_row", "data")
+        bulk_insert(conn, SheetRow.__tablename__, columns, [tuple(r[c] for c in columns) for r in sheet_rows])
     if expense_lines:
         bulk_insert(conn, ExpenseLine.__tablename__, EXPENSE_COLUMNS, expense_lines, nullable=("spent_on", "amount_fen"))
 
