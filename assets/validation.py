@@ -6,23 +6,21 @@ pandera's cost is mostly per call: a year of small packages validates as fast as
 """
 
 
-import hashlib
-import inspect
 import json
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 from sqlalchemy import Engine
 
 from adapters.registry import LEVEL_ZH, RegisteredProject, YearRegistry
 from adapters.resources import RegistryResource, WarehouseResource
 from adapters.warehouse import store
+from assets.incremental import code_hash, digest
 from assets.intake import package_intake
 from assets.materials import materials_findings
 from assets.partitions import forced_projects, single_run, year_partitions, years_of_run
@@ -30,8 +28,8 @@ from assets.sheets import ParsedSheet, read_sheets
 from schemas.catalog import SEVERITY_ZH
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, LAYOUTS, REFUSED_CATEGORIES, SOURCES_BY_LEVEL, SheetLayout
-from schemas.sheets import FIELD_KINDS, prepare, schema_for
-from schemas.values import amount_of, uscc_problem
+from schemas.sheets import FIELD_KINDS, failure_cases, prepare
+from schemas.values import amount_of, clean_text, uscc_problem
 
 # When one cell breaks several rules, the unit hears about the most basic one only.
 _PRIORITY = ["S001", "S003", "S002", "S006", "S004", "S005", "S009", "P006", "S007", "S010", "S008", "M004"]
@@ -61,12 +59,10 @@ def validate_sheets(batch: list[PackageSheets]) -> tuple[dict[int, list[Finding]
         if frame.empty:
             continue
         prepared[layout.name] = prepare(frame)
-        try:
-            schema_for(layout.name).validate(prepared[layout.name], lazy=True)
-        except pa.errors.SchemaErrors as errors:
-            by_id = {p.package_id: p for p in present}
-            for package_id, finding in _failures_to_findings(layout, errors.failure_cases, frame, by_id):
-                findings[package_id].append(finding)
+        cases = failure_cases(layout.name, prepared[layout.name])
+        by_id = {p.package_id: p for p in present}
+        for package_id, finding in _failures_to_findings(layout, cases, frame, by_id):
+            findings[package_id].append(finding)
     return {pid: _one_per_cell(items) for pid, items in findings.items()}, prepared
 
 
@@ -91,45 +87,65 @@ def unreadable_total(sheet: ParsedSheet) -> list[Finding]:
 
 
 def _batch_frame(layout: SheetLayout, packages: list[PackageSheets]) -> pd.DataFrame:
-    parts = []
-    for package in packages:
-        sheet = package.sheets[layout.name]
-        part = sheet.frame.reset_index()
-        part["package_id"] = package.package_id
-        part["year"] = str(package.year)
-        part["level"] = package.project.level
-        part["registered_units"] = "\n".join(package.project.unit_names())
-        part["registered_uscc"] = package.project.uscc
-        parts.append(part)
-    if not parts:
+    """The sheet of every package in one frame (index 0..n-1): its Excel row, its cells, and the
+    context its checks need per row (package, program year, project level, registered unit).
+
+    A column one package lacks (S001 reports it) is NA in that package's rows: pandera's column
+    checks skip NA and the frame-wide checks pass blank cells, so it raises nothing else there."""
+    packages = [package for package in packages if len(package.sheets[layout.name].frame)]
+    if not packages:
         return pd.DataFrame()
-    frame = pd.concat(parts, ignore_index=True)
-    # A column one package lacks (reported as S001) must not look like blank cells (S003) in the batch.
-    for column in layout.columns:
-        if column.field in frame:
-            frame[column.field] = frame[column.field].astype(object).where(frame[column.field].notna(), None)
-    return frame
+    sheets = [package.sheets[layout.name].frame for package in packages]
+    context = pd.DataFrame({
+        "package_id": [package.package_id for package in packages],
+        "year": [str(package.year) for package in packages],
+        "level": [package.project.level for package in packages],
+        "registered_units": ["\n".join(package.project.unit_names()) for package in packages],
+        "registered_uscc": [package.project.uscc for package in packages],
+    })
+    # One concat for the cells and one take for the context: assigning context columns package by
+    # package costs more than the data.
+    per_row = context.take(np.repeat(np.arange(len(packages)), [len(sheet) for sheet in sheets]))
+    cells = pd.concat(sheets).reset_index()
+    # The context replaces a typed column of the same name (基本信息's 年度 is `year`).
+    cells = cells.drop(columns=cells.columns.intersection(context.columns))
+    return pd.concat([cells, per_row.reset_index(drop=True)], axis=1)
 
 
 def _failures_to_findings(
     layout: SheetLayout, cases: pd.DataFrame, frame: pd.DataFrame, packages: dict[int, PackageSheets]
 ) -> list[tuple[int, Finding]]:
+    cells = _failing_cells(cases)
+    # The failing rows only, as dicts: a pandas row lookup per failure costs more than the checks.
+    rows = frame.loc[cells["index"].unique()].to_dict("index")
+    failures = [
+        (rule_id, column, rows[index])
+        for rule_id, column, index in cells.itertuples(index=False)
+        if not _is_absent(rows[index].get(column))
+    ]
+    vouchers = _voucher_rows([row for rule_id, _, row in failures if rule_id == "S007"])
     out = []
-    cases = cases[cases["index"].notna()]
-    repeated = cases["check"].astype(str).str.startswith("S007")
-    vouchers = _voucher_rows(frame, set(frame.loc[cases.loc[repeated, "index"].astype(int), "package_id"])) \
-        if repeated.any() else {}
-    for check, column, index in zip(cases["check"], cases["column"], cases["index"]):
-        rule_id, _, named_column = str(check).partition(":")
-        if named_column and named_column != column:
-            continue  # frame-wide checks report every column of a failing row; keep the one they name
-        row = frame.loc[int(index)]
-        value = row.get(column)
-        if value is None or (isinstance(value, float) and pd.isna(value)):
-            continue  # the column is absent from this package: S001 already says so
+    for rule_id, column, row in failures:
         package = packages[int(row["package_id"])]
         out.append((package.package_id, _finding(rule_id, layout, package, column, row, vouchers)))
     return out
+
+
+def _failing_cells(cases: pd.DataFrame) -> pd.DataFrame:
+    """(rule_id, column, index) of each failing cell, out of pandera's failure cases. Checks are
+    named RULE or RULE:column; a frame-wide check reports every column of a failing row, and only
+    the one it names is kept."""
+    rule_of = {check: str(check).partition(":")[0] for check in cases["check"].unique()}
+    named_of = {check: str(check).partition(":")[2] for check in cases["check"].unique()}
+    named = cases["check"].map(named_of)
+    kept = cases["index"].notna() & (named.eq("") | named.eq(cases["column"]))
+    cells = pd.DataFrame({"rule_id": cases["check"].map(rule_of), "column": cases["column"], "index": cases["index"]})
+    return cells[kept].astype({"index": int})
+
+
+def _is_absent(value: object) -> bool:
+    """A cell of a column its package lacks: S001 already says so."""
+    return value is None or (isinstance(value, float) and pd.isna(value))
 
 
 def _finding(rule_id: str, layout: SheetLayout, package: PackageSheets, column: str, row,
@@ -167,14 +183,13 @@ def _finding(rule_id: str, layout: SheetLayout, package: PackageSheets, column: 
     return make_finding(rule_id, **place)
 
 
-def _voucher_rows(frame: pd.DataFrame, packages: set[int]) -> dict[tuple[int, str], list[int]]:
-    """(package, voucher) -> its Excel rows in the packages with a repeated voucher, for S007's message."""
+def _voucher_rows(repeated: list[dict]) -> dict[tuple[int, str], list[int]]:
+    """(package, voucher) -> its Excel rows in order, for S007's message, from the rows S007 failed:
+    every row of a repeated voucher fails S007, so they are all there."""
     rows: dict[tuple[int, str], list[int]] = defaultdict(list)
-    part = frame[frame["package_id"].isin(packages)]
-    keys = zip(part["package_id"], part["voucher_no"].fillna("").astype(str).str.strip(), part["excel_row"])
-    for package_id, voucher, row in keys:
-        rows[(int(package_id), voucher)].append(int(row))
-    return rows
+    for row in repeated:
+        rows[(int(row["package_id"]), str(row["voucher_no"]).strip())].append(int(row["excel_row"]))
+    return {key: sorted(excel_rows) for key, excel_rows in rows.items()}
 
 
 def _one_per_cell(findings: list[Finding]) -> list[Finding]:
@@ -197,43 +212,47 @@ def expense_lines(prepared: pd.DataFrame | None) -> list[tuple]:
     def text(field: str) -> pd.Series:
         return prepared[field].fillna("").astype(str) if field in prepared else pd.Series("", index=prepared.index)
 
-    def readable(field: str) -> pd.Series:
+    def readable(field: str) -> list:
         values = prepared[field] if field in prepared else pd.Series(pd.NA, index=prepared.index)
-        return values.astype(object).where(values.notna(), None)
+        return values.astype(object).where(values.notna(), None).tolist()
 
-    lines = pd.DataFrame({
-        "package_id": prepared["package_id"].astype(int),
-        "excel_row": prepared["excel_row"].astype(int),
-        "spent_on": readable("spent_on__date").map(lambda d: d.date() if d is not None else None),
-        "category": text("category").str.strip(),
-        "funding_source": text("funding_source").str.normalize("NFKC").str.strip(),
+    # Column lists zipped into rows: a million itertuples or per-cell Timestamp.date() calls cost
+    # seconds; a year's lines share a few hundred dates.
+    lines = {
+        "package_id": prepared["package_id"].astype(int).tolist(),
+        "excel_row": prepared["excel_row"].astype(int).tolist(),
+        "spent_on": _days(prepared["spent_on__date"]) if "spent_on__date" in prepared else [None] * len(prepared),
+        "category": [category.strip() for category in text("category")],
+        "funding_source": clean_text(text("funding_source")).tolist(),
         "amount_fen": readable("amount__fen"),
-        "amount_typed": text("amount"),
-        "payee": text("payee"),
-        "voucher_no": text("voucher_no").str.strip(),
-        "summary": text("summary"),
-    })
-    return list(lines[list(store.EXPENSE_COLUMNS)].itertuples(index=False, name=None))
+        "amount_typed": text("amount").tolist(),
+        "payee": text("payee").tolist(),
+        "voucher_no": [voucher.strip() for voucher in text("voucher_no")],
+        "summary": text("summary").tolist(),
+    }
+    return list(zip(*(lines[column] for column in store.EXPENSE_COLUMNS)))
+
+
+def _days(dates: pd.Series) -> list:
+    """datetime.date per cell (None for NaT), converting each distinct date once."""
+    codes, distinct = pd.factorize(dates)
+    days = [day.date() for day in distinct] + [None]  # code -1 (NaT) picks the None
+    return [days[code] for code in codes]
 
 
 def validation_key(project: RegisteredProject, package, newer: str) -> str:
     """What a version's findings depend on besides its own (immutable) content: the rules' code,
     the project's registry entry and the version that supersedes it. A run re-validates a version
     only when this changes, so a late package costs itself and the versions it supersedes."""
-    inputs = [_RULES_CODE, repr(project), package.intake_status, newer]
-    return hashlib.sha256("\x1f".join(inputs).encode()).hexdigest()
+    return digest(_RULES_CODE, project, package.intake_status, newer)
 
 
 def _rules_code() -> str:
-    """A hash of the code that decides findings: a changed rule re-validates every version once."""
     from adapters import workbook
     from assets import materials, sheets
     from schemas import catalog, findings, layout, sheets as schema_sheets, values
 
-    digest = hashlib.sha256()
-    for module in (workbook, materials, sheets, catalog, findings, layout, schema_sheets, values, sys.modules[__name__]):
-        digest.update(Path(inspect.getsourcefile(module)).read_bytes())
-    return digest.hexdigest()
+    return code_hash(workbook, materials, sheets, catalog, findings, layout, schema_sheets, values, sys.modules[__name__])
 
 
 _RULES_CODE = _rules_code()

@@ -6,6 +6,10 @@ is named after its rule id (`S002`, or `S005:funding_source` for frame-wide chec
 column to report); assets/validation.py turns failure cases into findings with the catalog's text.
 Readability checks pass on empty cells (S003 reports those) and later checks pass on unreadable
 cells (S002 reports those), so one bad cell yields one finding.
+
+Speed (a year is a million expense lines in one call): values are read once per batch (`prepare`),
+frame-wide checks set `ignore_na=False` (they handle empty cells themselves; pandera's NA pass
+scans the whole frame once per check), and `failure_cases` validates data only (see there).
 """
 
 from __future__ import annotations
@@ -15,16 +19,12 @@ from typing import Optional
 
 import pandas as pd
 import pandera.pandas as pa
+from pandera.config import ValidationDepth, config_context
 from pandera.typing import Series
 
 from adapters.registry import normalize_name
 from schemas.layout import ALLOWED_CATEGORIES, SOURCES_BY_LEVEL
-from schemas.values import clean_text, is_region_code, parse_amount, parse_date, parse_int, uscc_problem
-
-
-def _blank(s: pd.Series) -> pd.Series:
-    # str.strip already removes the full-width space: no normalisation needed to tell blank cells.
-    return s.fillna("").astype(str).str.strip() == ""
+from schemas.values import clean_text, is_blank, is_region_code, parse_amount, parse_date, parse_int, uscc_problem
 
 
 # How each typed field is read, and what S002 tells the unit it should look like.
@@ -41,13 +41,13 @@ IN_PROGRAM_YEAR = ("spent_on", "start_date", "end_date")  # S008
 
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     """Read every typed field of a batch once (`<field>__blank`, `__date`, `__int`, `__readable`,
-    `__decimals`, `__fen`), so the checks below are boolean operations, not parses: at a million
-    rows parsing is most of validation's cost."""
+    `__decimals`, `__fen`), so the checks below are boolean operations, not parses, and the typed
+    rows the warehouse stores reuse what the checks judged."""
     parsed = {}
     for field, (kind, _) in FIELD_KINDS.items():
         if field not in frame:
             continue
-        text = clean_text(frame[field].fillna(""))
+        text = clean_text(frame[field])
         parsed[f"{field}__blank"] = text == ""
         if kind == "日期":
             parsed[f"{field}__date"] = parse_date(text)
@@ -75,9 +75,9 @@ def _positive_exact(df: pd.DataFrame, field: str) -> pd.Series:
 
 
 def _in_year(df: pd.DataFrame, field: str) -> pd.Series:
-    """S008, judged only on readable dates."""
+    """S008, judged only on readable dates (`year__int` is the program year of the package)."""
     year = df[f"{field}__date"].dt.year
-    return year.isna() | (year == pd.to_numeric(df["year"]))
+    return (year.isna() | (year == df["year__int"])).astype(bool)
 
 
 def _field_checks(fields: list[str]) -> list[pa.Check]:
@@ -86,11 +86,12 @@ def _field_checks(fields: list[str]) -> list[pa.Check]:
     for field in fields:
         if field not in FIELD_KINDS:
             continue
-        checks.append(pa.Check(lambda df, f=field: _ok(df, f, _readable), name=f"S002:{field}"))
+        checks.append(pa.Check(lambda df, f=field: _ok(df, f, _readable), name=f"S002:{field}", ignore_na=False))
         if field in POSITIVE_AMOUNTS:
-            checks.append(pa.Check(lambda df, f=field: _ok(df, f, _positive_exact), name=f"S006:{field}"))
+            checks.append(pa.Check(lambda df, f=field: _ok(df, f, _positive_exact), name=f"S006:{field}",
+                                   ignore_na=False))
         if field in IN_PROGRAM_YEAR:
-            checks.append(pa.Check(lambda df, f=field: _ok(df, f, _in_year), name=f"S008:{field}"))
+            checks.append(pa.Check(lambda df, f=field: _ok(df, f, _in_year), name=f"S008:{field}", ignore_na=False))
     return checks
 
 
@@ -124,26 +125,23 @@ class BasicInfo(pa.DataFrameModel):
 
     @pa.check("year", "project_code", "project_name", "host_unit", "uscc", "contact", "phone", "audited_total", name="S003")
     def required(cls, s):
-        return ~_blank(s)
-
-
-
+        return ~is_blank(s)
 
     @pa.check("uscc", name="S009")
     def uscc_check_digit(cls, s):
         return s.map(lambda code: not code.strip() or uscc_problem(code) is None).astype(bool)
 
-    @pa.dataframe_check(name="P006:host_unit")
+    @pa.dataframe_check(name="P006:host_unit", ignore_na=False)
     def registered_unit(cls, df):
         typed = df["host_unit"].map(normalize_name)
         known = df["registered_units"].map(lambda names: {normalize_name(n) for n in names.split("\n")})
-        return _blank(df["host_unit"]) | pd.Series([t in k for t, k in zip(typed, known)], index=df.index)
+        return is_blank(df["host_unit"]) | pd.Series([t in k for t, k in zip(typed, known)], index=df.index)
 
-    @pa.dataframe_check(name="P006:uscc")
+    @pa.dataframe_check(name="P006:uscc", ignore_na=False)
     def registered_uscc(cls, df):
         registered = df["registered_uscc"].fillna("")
         typed = clean_text(df["uscc"]).str.upper()
-        return (registered == "") | _blank(df["uscc"]) | (typed == registered)
+        return (registered == "") | is_blank(df["uscc"]) | (typed == registered)
 
     Config = _Config
 
@@ -162,26 +160,25 @@ class ExpenseLines(pa.DataFrameModel):
 
     @pa.check("spent_on", "category", "funding_source", "amount", "voucher_no", name="S003")
     def required(cls, s):
-        return ~_blank(s)
-
-
-
+        return ~is_blank(s)
 
     @pa.check("category", name="S004")
     def category_allowed(cls, s):
-        return _blank(s) | clean_text(s).isin(ALLOWED_CATEGORIES)
+        category = clean_text(s)
+        return category.eq("") | category.isin(ALLOWED_CATEGORIES)
 
-    @pa.dataframe_check(name="S005:funding_source")
+    @pa.dataframe_check(name="S005:funding_source", ignore_na=False)
     def source_fits_level(cls, df):
         source = clean_text(df["funding_source"])
-        allowed = df["level"].map(SOURCES_BY_LEVEL)
-        return source.eq("") | pd.Series([s in a for s, a in zip(source, allowed)], index=df.index)
+        fits = pd.Series(False, index=df.index)
+        for level, sources in SOURCES_BY_LEVEL.items():
+            fits |= df["level"].eq(level) & source.isin(sources)
+        return source.eq("") | fits
 
-    @pa.dataframe_check(name="S007:voucher_no")
+    @pa.dataframe_check(name="S007:voucher_no", ignore_na=False)
     def voucher_unique(cls, df):
         voucher = clean_text(df["voucher_no"])
         return voucher.eq("") | ~pd.DataFrame({"p": df["package_id"], "v": voucher}).duplicated(keep=False)
-
 
     Config = _Config
 
@@ -200,15 +197,11 @@ class Activities(pa.DataFrameModel):
 
     @pa.check("start_date", "place", name="S003")
     def required(cls, s):
-        return ~_blank(s)
-
-
+        return ~is_blank(s)
 
     @pa.check("region_code", name="S010")
     def region_code_valid(cls, s):
-        return _blank(s) | is_region_code(s)
-
-
+        return is_blank(s) | is_region_code(s)
 
     Config = _Config
 
@@ -221,8 +214,7 @@ class Experts(pa.DataFrameModel):
 
     @pa.check("name", name="S003")
     def required(cls, s):
-        return ~_blank(s)
-
+        return ~is_blank(s)
 
     Config = _Config
 
@@ -236,12 +228,11 @@ class Photos(pa.DataFrameModel):
 
     @pa.check("file_name", name="S003")
     def required(cls, s):
-        return ~_blank(s)
+        return ~is_blank(s)
 
     @pa.check("caption", name="M004")
     def captioned(cls, s):
-        return ~_blank(s)
-
+        return ~is_blank(s)
 
     Config = _Config
 
@@ -257,10 +248,7 @@ class Leftover(pa.DataFrameModel):
 
     @pa.check("funding_source", "amount", "reason", "refund_to", name="S003")
     def required(cls, s):
-        return ~_blank(s)
-
-
-
+        return ~is_blank(s)
 
     Config = _Config
 
@@ -273,8 +261,7 @@ class Publicity(pa.DataFrameModel):
 
     @pa.check("media", name="S003")
     def required(cls, s):
-        return ~_blank(s)
-
+        return ~is_blank(s)
 
     Config = _Config
 
@@ -288,6 +275,20 @@ MODELS: dict[str, type[pa.DataFrameModel]] = {
     "结余说明": Leftover,
     "宣传报道": Publicity,
 }
+
+
+def failure_cases(sheet: str, prepared: pd.DataFrame) -> pd.DataFrame:
+    """pandera's failure cases (check, column, index) of a `prepare`d batch frame; empty when it passes.
+
+    Validates data only: the frame's text comes from assets.sheets (always str, never coerced) and
+    S001 reports missing columns, so pandera's schema-level checks (column presence, dtype, which
+    is a Python call per cell on text columns) could only repeat what is known."""
+    with config_context(validation_depth=ValidationDepth.DATA_ONLY):
+        try:
+            schema_for(sheet).validate(prepared, lazy=True, inplace=True)  # inplace: no copy, nothing coerced
+        except pa.errors.SchemaErrors as errors:
+            return errors.failure_cases
+    return pd.DataFrame(columns=["check", "column", "index"])
 
 
 @functools.cache

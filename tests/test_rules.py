@@ -2,9 +2,11 @@
 and nothing else: one bad cell is one finding. One package per project, one run for them all."""
 
 
+import io
+
 import pytest
 
-from etl.sample.builder import BASIC_FIELDS, EXPENSE_HEADER, PHOTOS
+from etl.sample.builder import BASIC_FIELDS, EXPENSE_HEADER, PHOTOS, write_workbook
 from tests.conftest import put
 
 AMOUNT, SOURCE, CATEGORY, VOUCHER, DATE = (EXPENSE_HEADER.index(h) for h in ("金额（元）", "经费来源", "支出科目", "凭证号", "支出日期"))
@@ -150,3 +152,38 @@ def test_status_follows_severity(defect_run):
     warnings_only = run.projects.set_index("project_code")
     assert set(run.projects.status) == {"rejected"}
     assert int(warnings_only.at["2023-SB-06", "warning_count"]) >= 2  # S008 and S010
+
+
+def _read(spec) -> dict:
+    """The spec's sheets as assets.sheets reads them (no package file, no run)."""
+    from assets.sheets import read_sheets
+
+    workbook = io.BytesIO()
+    write_workbook(spec.sheets, workbook)
+    return read_sheets(workbook.getvalue())
+
+
+def test_a_batch_finds_what_each_package_finds_alone(clean, registry):
+    """Validation checks many packages in one frame: nothing one package holds (a voucher another
+    uses too, a column it lacks) may change another's findings."""
+    from assets.validation import PackageSheets, validate_sheets
+
+    codes = ("2023-GT-01", "2023-ST-01", "2023-ST-02")
+    shared, repeats, lacks = (clean(code) for code in codes)
+    lines = repeats.sheets["经费支出"]
+    lines[1][VOUCHER] = shared.sheets["经费支出"][1][VOUCHER]  # in another package: R007's business
+    lines[3][VOUCHER] = lines[2][VOUCHER]
+    for row in lacks.sheets["经费支出"]:
+        del row[VOUCHER]
+    lacks.sheets["经费支出"][2][AMOUNT] = "一千元"
+    batch = [PackageSheets(i, 2023, registry.project(code), _read(spec))
+             for i, (code, spec) in enumerate(zip(codes, (shared, repeats, lacks)), start=1)]
+
+    together, _ = validate_sheets(batch)
+    for package in batch:
+        alone, _ = validate_sheets([package])
+        assert together[package.package_id] == alone[package.package_id]
+    assert together[1] == []
+    assert [(f.rule_id, f.row) for f in together[2]] == [("S007", 3), ("S007", 4)]
+    assert "第 4 行" in together[2][0].message
+    assert [(f.rule_id, f.column) for f in together[3]] == [("S001", "凭证号"), ("S002", "金额（元）")]

@@ -79,3 +79,27 @@ def test_one_value_readers_agree_with_the_vectorised_ones():
         assert date_of(typed) == (None if pd.isna(dates.iloc[i]) else dates.iloc[i].date()), typed
     for typed, vectorised in zip(SAMPLES + ["12", "12.0", "1,200"], parse_int(pd.Series(SAMPLES + ["12", "12.0", "1,200"]))):
         assert int_of(typed) == (None if pd.isna(vectorised) else vectorised), typed
+
+
+def test_readers_answer_each_cell_as_if_read_alone():
+    # The readers read each distinct value once and spread the answer: repeats, blanks, NA and
+    # the caller's index must come back in place.
+    cells = pd.Series(["1,234.5", None, "x", "1,234.5", float("nan"), "２０２３年６月１日", "1,234.5"],
+                      index=[10, 3, 7, 8, 2, 5, 1])
+    alone = [(parse_amount(pd.Series([c])).iloc[0].tolist(), parse_date(pd.Series([c])).iloc[0],
+              parse_int(pd.Series([c])).iloc[0]) for c in cells]
+    amounts, dates, ints = parse_amount(cells), parse_date(cells), parse_int(cells)
+    assert list(amounts.index) == list(dates.index) == list(ints.index) == list(cells.index)
+    for i, (amount, day, integer) in enumerate(alone):
+        assert [None if pd.isna(v) else v for v in amounts.iloc[i]] == [None if pd.isna(v) else v for v in amount]
+        assert (pd.isna(dates.iloc[i]) and pd.isna(day)) or dates.iloc[i] == day
+        assert (pd.isna(ints.iloc[i]) and pd.isna(integer)) or ints.iloc[i] == integer
+
+
+def test_blank_is_empty_after_cleaning():
+    from schemas.values import clean_text, is_blank
+
+    cells = pd.Series(["", " ", "\u3000", "\u00a0\t", None, float("nan"), "0", " x ", "\u3000甲", 12])
+    assert is_blank(cells).tolist() == [True, True, True, True, True, True, False, False, False, False]
+    assert is_blank(cells).tolist() == (clean_text(cells) == "").tolist()
+    assert clean_text(cells).tolist()[-3:] == ["x", "甲", "12"]
