@@ -98,7 +98,7 @@ def _batch_frame(layout: SheetLayout, packages: list[PackageSheets]) -> pd.DataF
     sheets = [package.sheets[layout.name].frame for package in packages]
     context = pd.DataFrame({
         "package_id": [package.package_id for package in packages],
-        "year": [str(package.year) for package in packages],
+        "program_year": [package.year for package in packages],
         "level": [package.project.level for package in packages],
         "registered_units": ["\n".join(package.project.unit_names()) for package in packages],
         "registered_uscc": [package.project.uscc for package in packages],
@@ -107,8 +107,6 @@ def _batch_frame(layout: SheetLayout, packages: list[PackageSheets]) -> pd.DataF
     # package costs more than the data.
     per_row = context.take(np.repeat(np.arange(len(packages)), [len(sheet) for sheet in sheets]))
     cells = pd.concat(sheets).reset_index()
-    # The context replaces a typed column of the same name (基本信息's 年度 is `year`).
-    cells = cells.drop(columns=cells.columns.intersection(context.columns))
     return pd.concat([cells, per_row.reset_index(drop=True)], axis=1)
 
 

@@ -75,9 +75,10 @@ def _positive_exact(df: pd.DataFrame, field: str) -> pd.Series:
 
 
 def _in_year(df: pd.DataFrame, field: str) -> pd.Series:
-    """S008, judged only on readable dates (`year__int` is the program year of the package)."""
+    """S008, judged only on readable dates, against the package's program year (a context column:
+    the 年度 the unit typed in 基本信息 is checked as typed, S002/S003)."""
     year = df[f"{field}__date"].dt.year
-    return (year.isna() | (year == df["year__int"])).astype(bool)
+    return (year.isna() | (year == df["program_year"])).astype(bool)
 
 
 def _field_checks(fields: list[str]) -> list[pa.Check]:

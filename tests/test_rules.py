@@ -60,6 +60,7 @@ def _defects(clean):
         listed = s.sheets[PHOTOS][1][1]
         path = next(p for p in s.files if p.endswith(listed.rsplit("/", 1)[-1]))
         s.files[path] = b"MZ\x90\x00" + bytes(200)
+        s.sheets["基本信息"][basic_row("年度") - 1][1] = "今年"  # the 年度 typed is checked as typed
     plant("2023-SB-05", exe_as_photo)
 
     def region_and_decimals(s):
@@ -103,6 +104,7 @@ def only(run, code):
         ("2023-SB-03", "M003", "影像资料", "2", "文件名", "照片/不存在.jpg"),
         ("2023-SB-03", "M004", "影像资料", "3", "说明", ""),
         ("2023-SB-04", "M001", "基本信息", str(basic_row("工作总结文件")), "工作总结文件", "总结-找不到.pdf"),
+        ("2023-SB-05", "S002", "基本信息", str(basic_row("年度")), "年度", "今年"),
         ("2023-SB-06", "S010", "服务活动", "2", "行政区划代码", "999999"),
         ("2023-SB-06", "S006", "经费支出", "3", "金额（元）", "100.123"),
         ("2023-SB-06", "S008", "经费支出", "4", "支出日期", "2022-12-01"),
