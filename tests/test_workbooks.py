@@ -7,12 +7,13 @@ warehouse and read back with openpyxl, as Excel would show them.
 
 import io
 import zipfile
-from datetime import datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 
 import openpyxl
 import pandas as pd
 import pytest
+import xlsxwriter
 from sqlalchemy import create_engine
 
 from adapters.warehouse import store
@@ -241,6 +242,15 @@ def test_feedback_keeps_every_value_the_unit_typed(feedback, year):
         assert {c.coordinate: c.value for row in copy.iter_rows() for c in row if c.value is not None} == typed
 
 
+def test_feedback_copy_keeps_dates_as_dates_and_numbers_as_numbers(feedback, year):
+    original, copy = unit_book(year)["经费支出"], feedback[0]["经费支出"]
+    typed_date, copied_date = original.cell(2, DATE + 1), copy.cell(2, DATE + 1)
+    assert copied_date.is_date and isinstance(copied_date.value, datetime) and copied_date.value == typed_date.value
+    typed_amount, copied_amount = original.cell(2, AMOUNT + 1), copy.cell(2, AMOUNT + 1)
+    assert copied_amount.data_type == "n" and copied_amount.value == typed_amount.value
+    assert isinstance(copied_amount.value, (int, float))
+
+
 def test_feedback_marks_the_offending_cells(feedback):
     book, _ = feedback
     expenses, activities, basic = book["经费支出"], book["服务活动"], book["基本信息"]
@@ -252,12 +262,12 @@ def test_feedback_marks_the_offending_cells(feedback):
     }
     for (sheet, coordinate), (fill, rule_id) in marks.items():
         cell = sheet[coordinate]
-        assert cell.fill.fgColor.rgb == fill.fgColor.rgb, coordinate
+        assert cell.fill.fgColor.rgb == fill, coordinate
         assert cell.comment is not None and rule_id in cell.comment.text, coordinate
     commented = [(s.title, c.coordinate) for s in book.worksheets[2:]
                  for row in s.iter_rows() for c in row if c.comment]
     assert sorted(commented) == sorted((s.title, c) for s, c in marks)  # nothing else, e.g. not the late package
-    assert expenses["E2"].fill.fgColor.rgb != FATAL_FILL.fgColor.rgb
+    assert expenses["E2"].fill.fgColor.rgb != FATAL_FILL
 
 
 def test_feedback_lists_every_finding_in_use_first(feedback, year):
@@ -301,7 +311,7 @@ def test_feedback_one_comment_for_several_findings_on_a_cell(year, tmp_path):
     path = feedback_for(year, tmp_path / "f.xlsx", findings=pd.concat([issues, second.to_frame().T]))
     cell = openpyxl.load_workbook(path)["经费支出"]["E3"]
     assert "S002" in cell.comment.text and "R008" in cell.comment.text
-    assert cell.fill.fgColor.rgb == FATAL_FILL.fgColor.rgb  # the fatal one decides the colour
+    assert cell.fill.fgColor.rgb == FATAL_FILL  # the fatal one decides the colour
 
 
 @pytest.mark.parametrize("workbook", [None, b"PK\x03\x04 not really a workbook"])
@@ -311,3 +321,55 @@ def test_feedback_without_a_usable_workbook_is_the_two_sheets(year, tmp_path, wo
     assert book.sheetnames == ["说明", "问题清单"]
     assert len(rows(book["问题清单"])) - 1 == (year["run"].issues.project_code == DEFECTIVE).sum()
     assert "标色" not in "".join(str(c.value) for row in book["说明"].iter_rows() for c in row)
+
+
+def unit_workbook(sheets: dict[str, list[list]]) -> bytes:
+    """A unit's .xlsx as Excel writes it: values of every type, dates with a date format."""
+    buffer = io.BytesIO()
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    formats = {datetime: "yyyy-mm-dd hh:mm", date: "yyyy-mm-dd", time: "hh:mm"}
+    for name, grid in sheets.items():
+        sheet = book.add_worksheet(name)
+        for r, values in enumerate(grid):
+            for c, value in enumerate(values):
+                if type(value) in formats:
+                    sheet.write_datetime(r, c, value, book.add_format({"num_format": formats[type(value)]}))
+                elif isinstance(value, str):
+                    sheet.write_string(r, c, value)
+                elif value is not None:
+                    sheet.write(r, c, value)
+    book.close()
+    return buffer.getvalue()
+
+
+def test_feedback_copy_keeps_each_type_marks_empty_cells_and_leaves_our_sheet_names_to_us(year, tmp_path):
+    workbook = unit_workbook({
+        "说明": [["本工作簿由财务处填写"]],  # the unit's own sheet: it must not take the cover's name
+        "经费支出": [["序号", "支出日期", "金额（元）", "收款方", "已付"],
+                 [1, datetime(2023, 6, 1, 9, 30), 1234.5, FORMULA, True],
+                 [2, date(2023, 6, 2), 100.0, None, False],
+                 [3, time(14, 5), 0.1, "上海某公司", None]],
+    })
+    sheets = {"经费支出": dict(typed_name="经费支出", header_row=1,
+                           headers={"payee": ["收款方", 3], "amount": ["金额（元）", 2]})}
+    findings = pd.DataFrame([dict(package="p.zip", rule_id=rule, severity="fatal", sheet="经费支出", row=row,
+                                  column=column, value="", message="请改正。")
+                             for rule, row, column in [("S001", 3, "收款方"), ("S006", 4, "金额（元）")]])
+    arguments = dict(year=2023, project=dict(code=DEFECTIVE), status="rejected", package="p.zip",
+                     findings=findings, workbook=workbook, sheets=sheets)
+    path = write_feedback(tmp_path / "f.xlsx", **arguments)
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["说明", "问题清单", "说明 (2)", "经费支出"]
+    assert book["说明 (2)"]["A1"].value == "本工作簿由财务处填写"
+    copy = book["经费支出"]
+    assert [c.value for c in copy[2]] == [1, datetime(2023, 6, 1, 9, 30), 1234.5, FORMULA, True]
+    assert [c.value for c in copy[3]] == [2, datetime(2023, 6, 2), 100, None, False]
+    assert copy["B4"].value == time(14, 5) and copy["C4"].value == 0.1
+    assert [copy[c].data_type for c in ("A2", "C3", "D2", "E2")] == ["n", "n", "s", "b"]
+    assert copy["B2"].is_date and copy["B3"].is_date
+    # A value the unit left out is marked where it should have been typed.
+    assert copy["D3"].value is None and copy["D3"].fill.fgColor.rgb == FATAL_FILL and "S001" in copy["D3"].comment.text
+    assert copy["C4"].fill.fgColor.rgb == FATAL_FILL and "S006" in copy["C4"].comment.text
+    assert formulas_in(path) == []
+    # The same inputs give the same bytes, so a re-run leaves an unchanged file as it was.
+    assert write_feedback(tmp_path / "again.xlsx", **arguments).read_bytes() == path.read_bytes()
