@@ -359,10 +359,13 @@ def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[lis
                 for f, row in sheet.rows.items()
             ]
             continue
-        records = sheet.frame.to_dict("index")
+        # Plain tuples: DataFrame.to_dict("index") checks the index's uniqueness on every call, which
+        # costs more than the rows of a small sheet (a year has thousands of them).
+        fields = list(sheet.frame.columns)
         sheet_rows += [
-            dict(package_id=package_id, sheet=name, excel_row=int(row), data=json.dumps(values, ensure_ascii=False))
-            for row, values in records.items()
+            dict(package_id=package_id, sheet=name, excel_row=int(row),
+                 data=json.dumps(dict(zip(fields, values)), ensure_ascii=False))
+            for row, values in zip(sheet.frame.index, sheet.frame.itertuples(index=False, name=None))
         ]
     return found, sheet_rows
 
