@@ -1,5 +1,5 @@
-"""From cell grids to tidy text frames: find the header, map the columns the unit typed to the
-template's fields, drop blank rows and notes, keep the 合计 row aside as the declared total.
+"""From the texts of a sheet's cells to tidy text frames: find the header, map the columns the unit typed
+to the template's fields, drop blank rows and notes, keep the 合计 row aside as the declared total.
 
 Values stay text here, exactly as typed (numbers in their shortest form, dates as ISO dates):
 reading them as amounts or dates is the schemas' job, so a bad cell becomes a finding, not a crash.
@@ -7,14 +7,14 @@ reading them as amounts or dates is the schemas' job, so a bad cell becomes a fi
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from adapters.workbook import Grid, Workbook, csv_grid
+from adapters.workbook import Grid, TextTable, Workbook, cell_text, csv_text_table
 from schemas.layout import EXPENSES, LAYOUTS, SheetLayout
 
 _HEADER_SEARCH_ROWS = 10
@@ -22,6 +22,9 @@ _HEADER_SEARCH_ROWS = 10
 EXPENSES_CSV_NAME = "经费支出.csv"
 _TOTAL = re.compile(r"^(合计|总计|合计金额|支出合计)")
 _NOTE = re.compile(r"^(注|说明|备注|填表|附|制表)")
+# Every way of writing 合计/总计 contains 计, and no other character becomes 计 under NFKC: cells without
+# it cannot be the total, and need not be normalised (which costs seconds over a million rows).
+_TOTAL_MARK = "计"
 
 
 @dataclass
@@ -36,73 +39,98 @@ class ParsedSheet:
     total: tuple[int, str] | None = None  # the 合计 row: (Excel row, amount as typed)
 
 
-def cell_text(value: object) -> str:
-    """One cell as the unit sees it: '1234.5', '100000', '2023-06-01', '' for blank."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    return str(value).strip()
-
-
 def _compact(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).split())
 
 
-def parse_table(grid: Grid, layout: SheetLayout, typed_name: str) -> ParsedSheet:
-    """One pass over the rows in plain Python, then one frame: per-row work is a few string tests,
-    and a workbook's small sheets must not pay pandas' per-call cost (a year holds thousands)."""
-    header_row, mapping = _find_header(grid, layout)
+def parse_table(cells: Grid | TextTable, layout: SheetLayout, typed_name: str) -> ParsedSheet:
+    """Column by column, so that a 100,000-line sheet costs a few array operations per column (and Python
+    work per distinct text of a column, not per cell): the rows below the header, less blank rows and
+    notes, up to the 合计 row."""
+    table = cells if isinstance(cells, TextTable) else TextTable.from_grid(cells)
+    header_row, mapping = _find_header(table, layout)
     if header_row is None:
         return ParsedSheet(layout, typed_name, pd.DataFrame(columns=[]))
-    mapped = list(mapping)
-    marker_cols = [col for col, f in mapping.items() if f in ("seq", "summary")]
+    body = _Body(table, header_row)
     amount_col = next((col for col, f in mapping.items() if f == "amount"), None)
-    records, rows, total = [], [], None
-    for i in range(header_row, len(grid)):  # grid index i is Excel row i + 1
-        cells = [cell_text(v) for v in grid[i]]
-        filled = [c for c in cells if c]
-        if not filled:
-            continue  # blank row
-        first = _compact(filled[0])
-        # The row whose first cell, 序号 or 摘要 says 合计 is the declared total; what follows are notes.
-        # ("计" in …: most cells cannot say 合计/总计, and normalising every cell of a million rows costs seconds.)
-        if _TOTAL.match(first) or any(col < len(cells) and "计" in cells[col] and _TOTAL.match(_compact(cells[col]))
-                                      for col in marker_cols):
-            total = (i + 1, cells[amount_col] if amount_col is not None and amount_col < len(cells) else "")
-            break
-        values = [cells[col] if col < len(cells) else "" for col in mapped]
-        if len(filled) == 1 and (_NOTE.match(first) or not any(values)):
-            continue  # a note typed under or between the rows
-        records.append(values)
-        rows.append(i + 1)
-    data = pd.DataFrame(records, columns=[mapping[col] for col in mapped], index=pd.Index(rows, name="excel_row"),
+    total_line = body.total_line(marker_cols=[col for col, f in mapping.items() if f in ("seq", "summary")])
+    end = body.size if total_line is None else total_line
+    counts = body.filled[:, :end].sum(axis=0)
+    kept = counts > 0  # blank rows go
+    for i in np.flatnonzero(counts == 1):
+        # A lone cell is a note typed under or between the rows, unless it is a field's value.
+        if body.first_col[i] not in mapping or _NOTE.match(_compact(body.first(i))):
+            kept[i] = False
+    lines = np.flatnonzero(kept)
+    # An empty sheet's index keeps the dtype it always had (object), as pandas gives it for an empty list.
+    index = pd.Index(header_row + 1 + lines if len(lines) else [], name="excel_row")
+    data = pd.DataFrame(body.values(list(mapping), lines).T, columns=list(mapping.values()), index=index,
                         dtype=object)
-    header = grid[header_row - 1]
-    headers = {f: cell_text(header[col]) for col, f in mapping.items()}
-    return ParsedSheet(layout, typed_name, data, headers=headers, columns=dict(zip(mapping.values(), mapped)),
-                       header_row=header_row, total=total)
+    total = None
+    if total_line is not None:
+        total = (header_row + 1 + total_line, body.text(amount_col, total_line) if amount_col is not None else "")
+    header = table.row(header_row - 1)
+    return ParsedSheet(layout, typed_name, data, headers={f: header[col] for col, f in mapping.items()},
+                       columns={f: col for col, f in mapping.items()}, header_row=header_row, total=total)
 
 
-def _find_header(grid: Grid, layout: SheetLayout) -> tuple[int | None, dict[int, str]]:
+class _Body:
+    """The lines under a table's header (line 0 is Excel row header_row + 1), column by column."""
+
+    def __init__(self, table: TextTable, header_row: int) -> None:
+        self._columns = table.columns
+        self._codes = [column.codes[header_row:] for column in table.columns]
+        self.size = table.height - header_row
+        self.filled = np.array([(column.texts != "")[codes] for column, codes in zip(self._columns, self._codes)],
+                               dtype=bool).reshape(len(self._columns), self.size)
+        self.first_col = self.filled.argmax(axis=0)  # each line's first filled cell (0 on a blank line)
+
+    def text(self, col: int, line: int) -> str:
+        return self._columns[col].texts[self._codes[col][line]]
+
+    def first(self, line: int) -> str:
+        return self.text(self.first_col[line], line)
+
+    def values(self, cols: list[int], lines: np.ndarray) -> np.ndarray:
+        """The texts of these columns on these lines: one row per column."""
+        texts = np.concatenate([self._columns[col].texts for col in cols])
+        offsets = np.cumsum([0] + [len(self._columns[col].texts) for col in cols[:-1]])
+        return texts[np.array([self._codes[col][lines] for col in cols]).reshape(len(cols), -1) + offsets[:, None]]
+
+    def total_line(self, marker_cols: list[int]) -> int | None:
+        """The first line whose first cell, 序号 or 摘要 says 合计: the declared total; notes follow it."""
+        first_cols = np.unique(self.first_col).tolist()
+        marks = {col: self._has_total_mark(col) for col in {*first_cols, *marker_cols}}
+        marked = np.zeros(self.size, dtype=bool)
+        for col in first_cols:
+            marked |= (self.first_col == col) & marks[col]
+        for col in marker_cols:
+            marked |= marks[col]
+        for line in np.flatnonzero(marked):
+            cells = [self.first(line), *(self.text(col, line) for col in marker_cols)]
+            if any(_TOTAL_MARK in text and _TOTAL.match(_compact(text)) for text in cells):
+                return int(line)
+        return None
+
+    def _has_total_mark(self, col: int) -> np.ndarray:
+        """For each line, whether column col's cell contains 计 (tested once per distinct text)."""
+        texts = self._columns[col].texts.tolist()
+        return np.array([_TOTAL_MARK in text for text in texts], dtype=bool)[self._codes[col]]
+
+
+def _find_header(table: TextTable, layout: SheetLayout) -> tuple[int | None, dict[int, str]]:
     """The Excel row (among the first few) naming the most template columns, and column -> field."""
     best_row, best = None, {}
-    for i, row in enumerate(grid[:_HEADER_SEARCH_ROWS]):
+    for i in range(min(table.height, _HEADER_SEARCH_ROWS)):
         mapping: dict[int, str] = {}
-        for col, value in enumerate(row):
-            column = layout.match(cell_text(value))
+        for col, text in enumerate(table.row(i)):
+            column = layout.match(text) if text else None
             if column and column.field not in mapping.values():
                 mapping[col] = column.field
         if len(mapping) > len(best):
             best_row, best = i + 1, mapping
+            if len(best) == len(layout.columns):
+                break  # every template column named: no row below can name more
     # One matching cell could be a title ("经费支出"); a header has at least two template columns.
     return (best_row, best) if len(best) >= 2 else (None, {})
 
@@ -127,8 +155,13 @@ def parse_key_value(grid: Grid, layout: SheetLayout, typed_name: str) -> ParsedS
     return ParsedSheet(layout, typed_name, frame, headers=headers, columns={f: 1 for f in values}, rows=rows)
 
 
-def parse_sheet(grid: Grid, layout: SheetLayout, typed_name: str) -> ParsedSheet:
-    return (parse_key_value if layout.key_value else parse_table)(grid, layout, typed_name)
+def _read_table(book: Workbook, layout: SheetLayout, typed_name: str) -> ParsedSheet:
+    table = book.text_table(typed_name)
+    sheet = parse_table(table, layout, typed_name)
+    if table.column_a_rounded and any(col == 0 and f != "seq" for f, col in sheet.columns.items()):
+        # Column A holds a field other than the line numbers: its numbers must be read in full.
+        sheet = parse_table(TextTable.from_grid(book.grid(typed_name)), layout, typed_name)
+    return sheet
 
 
 def read_sheets(workbook: bytes, expenses_csv: bytes | None = None) -> dict[str, ParsedSheet]:
@@ -138,7 +171,8 @@ def read_sheets(workbook: bytes, expenses_csv: bytes | None = None) -> dict[str,
     for layout in LAYOUTS:
         typed_name = book.find_sheet(layout.name)
         if typed_name is not None:
-            sheets[layout.name] = parse_sheet(book.grid(typed_name), layout, typed_name)
+            sheets[layout.name] = (parse_key_value(book.grid(typed_name), layout, typed_name) if layout.key_value
+                                   else _read_table(book, layout, typed_name))
     if EXPENSES.name not in sheets and expenses_csv is not None:
-        sheets[EXPENSES.name] = parse_sheet(csv_grid(expenses_csv), EXPENSES, EXPENSES_CSV_NAME)
+        sheets[EXPENSES.name] = parse_table(csv_text_table(expenses_csv), EXPENSES, EXPENSES_CSV_NAME)
     return sheets
