@@ -116,7 +116,11 @@ def load_year(year: int, directory: Path | str | None = None) -> YearRegistry:
 def _parsed(path: Path, _mtime_ns: int, _size: int) -> YearRegistry:
     # Every stage reads the registry; a national year's file holds thousands of projects. Keyed by
     # the file's time and size, an edit by the bureau is read at the next call.
-    return parse_registry(yaml.safe_load(path.read_text(encoding="utf-8")))
+    # libyaml's safe loader parses a 5,000-project year ~10x faster than the pure-Python one.
+    return parse_registry(yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER))
+
+
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def available_years(directory: Path | str | None = None) -> list[int]:

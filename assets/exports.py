@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
@@ -103,14 +104,17 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
     A file whose project, status and findings are as when it was last written is left as it is, so a
     backfill rewrites only what it changed (a file costs ~20 ms)."""
     year = registry.year
-    by_project = dict(tuple(issues.groupby("project_code"))) if len(issues) else {}
+    # Positions of each project's findings, and one hash per finding for the whole table at once: a
+    # national year has thousands of projects, of which a backfill changes a few.
+    rows_of = issues.groupby("project_code").indices if len(issues) else {}
+    hashes = pd.util.hash_pandas_object(issues, index=False).to_numpy() if len(issues) else None
     with engine.connect() as conn:
         written = store.fingerprints(conn, year, _FEEDBACK)
     wanted: dict[str, str] = {}
     for row in projects.itertuples(index=False):
-        findings = by_project.get(row.project_code)
-        if findings is not None:
-            wanted[row.project_code] = _fingerprint(row, findings)
+        positions = rows_of.get(row.project_code)
+        if positions is not None:
+            wanted[row.project_code] = _fingerprint(row, hashes[positions])
     todo = [code for code, fp in wanted.items()
             if written.get(f"{code}.xlsx") != fp or not (out_dir / f"{code}.xlsx").exists()]
     changes: dict[str, str | None] = {}
@@ -133,7 +137,7 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
             project=dict(code=row.project_code, host_unit=row.host_unit, project_name=row.project_name,
                          level=row.level, type=row.type),
             status=row.status, package=row.package,
-            findings=by_project[code],
+            findings=issues.iloc[rows_of[code]],
             workbook=package.workbook if package is not None else None,
             sheets=sheets_of[package.id] if package is not None else {},
             deadline=registry.deadline.isoformat(),
@@ -144,10 +148,11 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
     return out_dir
 
 
-def _fingerprint(project_row, findings: pd.DataFrame) -> str:
-    """What a feedback workbook is made of: the project's state and every finding, as exported."""
+def _fingerprint(project_row, finding_hashes: np.ndarray) -> str:
+    """What a feedback workbook is made of: the project's state and every finding (pandas' row hashes
+    are stable from run to run), as exported."""
     digest = hashlib.sha256(repr(tuple(project_row)).encode("utf-8"))
-    digest.update(findings.to_csv(index=False).encode("utf-8"))
+    digest.update(finding_hashes.tobytes())
     return digest.hexdigest()
 
 

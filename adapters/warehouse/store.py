@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from adapters.registry import FUNDING_SOURCES, YearRegistry
 from adapters.warehouse.models import (
@@ -194,8 +194,9 @@ def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Sequ
     conn.connection.cursor().executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
 
-def findings(conn: Connection, year: int) -> list:
-    """The year's findings with their package's name, in the order the bureau reads them."""
+def findings(conn: Connection, year: int, limit: int | None = None) -> list:
+    """The year's findings with their package's name, in the order the bureau reads them (the first
+    `limit` of them if given)."""
     f = FindingRow
     return conn.execute(
         select(f.project_code, Package.name.label("package"), f.package_id, f.rule_id, f.severity, f.sheet, f.row,
@@ -203,7 +204,15 @@ def findings(conn: Connection, year: int) -> list:
         .outerjoin(Package, Package.id == FindingRow.package_id)
         .where(FindingRow.year == year)
         .order_by(FindingRow.project_code, Package.name, FindingRow.sheet, FindingRow.row, FindingRow.rule_id, FindingRow.column)
+        .limit(limit)
     ).all()
+
+
+def finding_counts(conn: Connection, year: int) -> dict[tuple[str, str], int]:
+    """(rule id, severity) -> how many findings of the year, counted by the database."""
+    rows = conn.execute(select(FindingRow.rule_id, FindingRow.severity, func.count())
+                        .where(FindingRow.year == year).group_by(FindingRow.rule_id, FindingRow.severity))
+    return {(rule_id, severity): n for rule_id, severity, n in rows}
 
 
 def utcnow() -> datetime:
