@@ -185,29 +185,32 @@ def _total_findings(total_spent: int, money: PackageMoney) -> list[Finding]:
     return findings
 
 
-def double_claims(
-    conn: Connection, in_use: dict[str, int], accepted: set[int], money: dict[int, PackageMoney]
-) -> list[tuple[int, str, Finding]]:
+def double_claims(conn: Connection, in_use: dict[str, int], accepted: set[int]) -> list[tuple[int, str, Finding]]:
     """R007: the same 凭证号 in two projects' packages in use. Each accepted package gets a warning
     per line, naming the other projects, so both units are asked (or the first once it is accepted)."""
     package_project = {pid: code for code, pid in in_use.items()}
     in_year = ExpenseLine.package_id.in_(list(package_project))
     # Vouchers in more than one package in use (one per project), found by the database: a year holds
-    # a million lines and only the shared ones need to come out.
-    shared = (select(ExpenseLine.voucher_no).where(in_year, ExpenseLine.voucher_no != "")
-              .group_by(ExpenseLine.voucher_no).having(func.count(func.distinct(ExpenseLine.package_id)) > 1))
-    lines = pd.DataFrame(conn.execute(
-        select(ExpenseLine.package_id, ExpenseLine.excel_row, ExpenseLine.voucher_no)
-        .where(in_year, ExpenseLine.voucher_no.in_(shared.scalar_subquery()))
-    ).all(), columns=["package_id", "excel_row", "voucher_no"])
-    if lines.empty:
+    # a million lines and only the shared ones need to come out (MIN <> MAX: no per-group sort).
+    shared = conn.execute(
+        select(ExpenseLine.voucher_no).where(in_year, ExpenseLine.voucher_no != "")
+        .group_by(ExpenseLine.voucher_no).having(func.min(ExpenseLine.package_id) != func.max(ExpenseLine.package_id))
+    ).scalars().all()
+    if not shared:
         return []
+    # In slices: units that number vouchers 1, 2, 3… share thousands, and a statement's parameters are bounded.
+    lines = pd.DataFrame([row for start in range(0, len(shared), 10_000) for row in conn.execute(
+        select(ExpenseLine.package_id, ExpenseLine.excel_row, ExpenseLine.voucher_no)
+        .where(in_year, ExpenseLine.voucher_no.in_(shared[start:start + 10_000]))
+    )], columns=["package_id", "excel_row", "voucher_no"])
     lines["project"] = lines["package_id"].map(package_project)
     hits = lines[lines["package_id"].isin(accepted)]
     projects = lines.groupby("voucher_no")["project"].agg(set)
+    sheets = {pid: PackageMoney(pid) for pid in set(hits["package_id"])}
+    _add_sheet_names(conn, sheets)  # of the packages named, not the year's
     out = []
     for package_id, excel_row, voucher, code in hits.itertuples(index=False, name=None):
-        sheet = money[package_id]
+        sheet = sheets[package_id]
         finding = make_finding("R007", sheet=sheet.expense_sheet, row=excel_row,
                                column=sheet.expense_headers.get("voucher_no", "凭证号"), value=voucher,
                                other="、".join(sorted(projects[voucher] - {code})))
@@ -289,9 +292,7 @@ def _refresh_double_claims(conn: Connection, registry: YearRegistry) -> None:
     in_use = {code: p.id for code, p in newest.items()}
     fatal = store.fatal_package_ids(conn, list(in_use.values()), _BEFORE_MONEY)
     accepted = {p.id for p in newest.values() if p.intake_status == "readable"} - fatal
-    sheets = {pid: PackageMoney(pid) for pid in in_use.values()}
-    _add_sheet_names(conn, sheets)
-    rows = [store.finding_row(year, pid, code, f) for pid, code, f in double_claims(conn, in_use, accepted, sheets)]
+    rows = [store.finding_row(year, pid, code, f) for pid, code, f in double_claims(conn, in_use, accepted)]
     store.replace_findings(conn, "double_claims", rows, year=year, whole_year=True)
 
 
