@@ -21,7 +21,9 @@ from adapters.resources import ExportResource, RegistryResource, WarehouseResour
 from adapters.warehouse import store
 from assets.overview import project_overview
 from assets.partitions import single_run, year_partitions, years_of_run
+from assets import feedback
 from assets.feedback import write_feedback
+from assets.incremental import code_hash
 from assets.national import national_sync
 from assets.summary_workbook import write_summary
 from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
@@ -95,6 +97,7 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path) ->
 
 
 _FEEDBACK = "feedback/"  # fingerprints of the feedback files, by file name
+_FEEDBACK_CODE = code_hash(feedback)  # a changed workbook layout rewrites every file once
 
 
 def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: pd.DataFrame, issues: pd.DataFrame,
@@ -149,9 +152,10 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
 
 
 def _fingerprint(project_row, finding_hashes: np.ndarray) -> str:
-    """What a feedback workbook is made of: the project's state and every finding (pandas' row hashes
-    are stable from run to run), as exported."""
-    digest = hashlib.sha256(repr(tuple(project_row)).encode("utf-8"))
+    """What a feedback workbook is made of: the code that writes it, the project's state and every
+    finding (pandas' row hashes are stable from run to run), as exported."""
+    digest = hashlib.sha256(_FEEDBACK_CODE.encode("ascii"))
+    digest.update(repr(tuple(project_row)).encode("utf-8"))
     digest.update(finding_hashes.tobytes())
     return digest.hexdigest()
 
