@@ -190,7 +190,6 @@ _FORMATTED_CELL = r"^(-?\d+\.\d+|-0|true|false|[+-]?\d{4,}-\d\d-\d\d.*|\d\d:\d\d
 _FIRST_DATE_SHOWN = dt.datetime(1904, 1, 2)
 
 
-
 def _typed_column(header: str, cells: pa.Array, *, read_as_text: bool) -> TextColumn | None:
     """Row 1's text over a typed column's cell texts; None where they cannot be promised."""
     kind = cells.type
