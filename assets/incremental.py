@@ -24,3 +24,9 @@ def code_hash(*modules: ModuleType) -> str:
     for module in modules:
         sha.update(Path(inspect.getsourcefile(module)).read_bytes())
     return sha.hexdigest()
+
+
+def to_redo(wanted: dict[str, str], done: dict[str, str], forced: set[str]) -> list[str]:
+    """The names whose inputs changed since their result was stored (or that never had one), and
+    those the run was asked to redo anyway."""
+    return [name for name, key in wanted.items() if done.get(name) != key or name in forced]

@@ -26,7 +26,7 @@ from adapters.resources import ExportResource, InboxResource, RegistryResource, 
 from adapters.warehouse import store
 from adapters.warehouse.models import Package, PackageFile, SheetRow
 from assets.materials import PackageListing
-from assets.incremental import code_hash, digest
+from assets.incremental import code_hash, digest, to_redo
 from assets.partitions import forced_projects, single_run, year_partitions, years_of_run
 from assets.reconciliation import KEYS as RECONCILIATION_KEYS, reconciliation
 from schemas.catalog import NATIONAL_STATUS_ZH
@@ -239,10 +239,9 @@ def national_report(
         with engine.connect() as conn:
             wanted = report_keys(conn, year_registry)
             done = store.fingerprints(conn, year, _KEYS)
-        forced = forced_projects(context)
         # A missing file is redone too: an export folder may have been cleared or moved.
-        todo = [code for code, key in wanted.items()
-                if done.get(code) != key or code in forced or not (out_dir / f"{code}.json").exists()]
+        missing = {code for code in wanted if not (out_dir / f"{code}.json").exists()}
+        todo = to_redo(wanted, done, forced_projects(context) | missing)
         outcome = prepare_reports(engine, year_registry, todo, out_dir)
         with engine.begin() as conn:
             store.set_fingerprints(conn, year, _KEYS, {code: wanted[code] for code in todo})

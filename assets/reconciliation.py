@@ -26,7 +26,7 @@ from assets.charts import as_markdown_image, spending_svg
 from assets.deadlines import after_completion_findings, late_findings, missing_findings
 from assets.overview import deadline_end
 from assets.fees import fee_findings
-from assets.incremental import code_hash, digest
+from assets.incremental import code_hash, digest, to_redo
 from assets.partitions import forced_projects, single_run, year_partitions, years_of_run
 from assets.validation import package_validation
 from schemas.catalog import RECONCILIATION_STATUS_ZH
@@ -340,8 +340,7 @@ def reconciliation(
         with engine.connect() as conn:
             keys = reconciliation_keys(conn, year_registry, caps, now)
             done = store.fingerprints(conn, year, KEYS)
-        forced = forced_projects(context)
-        todo = [code for code, key in keys.items() if done.get(code) != key or code in forced]
+        todo = to_redo(keys, done, forced_projects(context))
         if todo:
             reconcile_projects(engine, year_registry, todo, caps, now)
             with engine.begin() as conn:
