@@ -22,7 +22,6 @@ from adapters.warehouse import store
 from assets.overview import project_overview
 from assets.partitions import single_run, year_partitions, years_of_run
 from assets import feedback
-from assets.feedback import write_feedback
 from assets.incremental import code_hash
 from assets.national import national_sync
 from assets.summary_workbook import write_summary
@@ -127,22 +126,23 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
             (out_dir / name).unlink(missing_ok=True)
             changes[name] = None
     with engine.connect() as conn:
-        in_use = {p.project_code: p for p in store.package_versions(conn, year, todo, blobs=True)}
-        sheets = store.package_sheets(conn, [p.id for p in in_use.values()])
+        in_use = {p.project_code: p.id for p in store.package_versions(conn, year, todo)}  # the newest wins
+        blobs = store.package_blobs(conn, list(in_use.values()))
+        sheets = store.package_sheets(conn, list(in_use.values()))
     rows = {row.project_code: row for row in projects.itertuples(index=False)}
     sheets_of: dict[int, dict[str, dict]] = defaultdict(dict)
     for (package_id, sheet), found in sheets.items():
         sheets_of[package_id][sheet] = found
     for code in todo:
-        row, package = rows[code], in_use.get(code)
-        write_feedback(
+        row, package_id = rows[code], in_use.get(code)
+        feedback.write_feedback(
             out_dir / f"{row.project_code}.xlsx", year=registry.year,
             project=dict(code=row.project_code, host_unit=row.host_unit, project_name=row.project_name,
                          level=row.level, type=row.type),
             status=row.status, package=row.package,
             findings=issues.iloc[rows_of[code]],
-            workbook=package.workbook if package is not None else None,
-            sheets=sheets_of[package.id] if package is not None else {},
+            workbook=blobs[package_id][0] if package_id is not None else None,
+            sheets=sheets_of[package_id] if package_id is not None else {},
             deadline=registry.deadline.isoformat(),
         )
         changes[f"{code}.xlsx"] = wanted[code]

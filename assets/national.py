@@ -126,11 +126,12 @@ def report_keys(conn: Connection, registry: YearRegistry) -> dict[str, str]:
     return {p.code: digest(_REPORT_CODE, money.get(p.code)) for p in registry.projects if p.level == "national"}
 
 
-def prepare_reports(engine: Engine, registry: YearRegistry, codes: list[str], out_dir: Path) -> dict[str, str]:
-    """Build, check (N001), export and enqueue the reports of the national projects among `codes`.
-    Returns project -> what happened (queued / incomplete / not eligible)."""
+def prepare_reports(engine: Engine, registry: YearRegistry, keys: dict[str, str], out_dir: Path) -> dict[str, str]:
+    """Build, check (N001), export and enqueue the reports of these national projects, and store each
+    one's key (see report_keys) with its findings. Returns project -> what happened (queued /
+    incomplete / not eligible)."""
     year = registry.year
-    national = [p for code in codes if (p := registry.project(code)) is not None and p.level == "national"]
+    national = [p for code in keys if (p := registry.project(code)) is not None and p.level == "national"]
     outcome: dict[str, str] = {}
     rows = []
     with engine.connect() as conn:
@@ -162,6 +163,7 @@ def prepare_reports(engine: Engine, registry: YearRegistry, codes: list[str], ou
         outcome[code] = "queued"
     with engine.begin() as conn:
         store.replace_findings(conn, "national", rows, year=year, project_codes=[p.code for p in national])
+        store.set_fingerprints(conn, year, _KEYS, keys)
     return outcome
 
 
@@ -242,9 +244,7 @@ def national_report(
         # A missing file is redone too: an export folder may have been cleared or moved.
         missing = {code for code in wanted if not (out_dir / f"{code}.json").exists()}
         todo = to_redo(wanted, done, forced_projects(context) | missing)
-        outcome = prepare_reports(engine, year_registry, todo, out_dir)
-        with engine.begin() as conn:
-            store.set_fingerprints(conn, year, _KEYS, {code: wanted[code] for code in todo})
+        outcome = prepare_reports(engine, year_registry, {code: wanted[code] for code in todo}, out_dir)
         metadata[f"{year} 本次生成的报告（按结果）"] = dg.MetadataValue.json(dict(Counter(outcome.values())))
         # The projects that need someone's attention, not the thousands queued as expected.
         metadata[f"{year} 本次未生成报告的项目"] = dg.MetadataValue.json(

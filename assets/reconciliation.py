@@ -246,11 +246,12 @@ KEYS = "reconciliation/"  # fingerprints of each project's money and time findin
 _BEFORE_MONEY = ("intake", "routing", "validation")
 
 
-def reconcile_projects(engine: Engine, registry: YearRegistry, codes: list[str], caps: list[FeeCaps],
-                       now: datetime) -> dict[str, list[SourceLine]]:
-    """Reconcile the projects' packages in use, apply the money and time rules, store it all."""
+def reconcile_projects(engine: Engine, registry: YearRegistry, keys: dict[str, str], caps: list[FeeCaps],
+                       now: datetime) -> None:
+    """Reconcile the projects' packages in use, apply the money and time rules, and store it all
+    with each project's key (see reconciliation_keys), in one transaction."""
     year = registry.year
-    projects = [p for code in codes if (p := registry.project(code)) is not None]
+    projects = [p for code in keys if (p := registry.project(code)) is not None]
     with engine.begin() as conn:
         versions = store.package_versions(conn, year, [p.code for p in projects])
         in_use = {p.project_code: p for p in versions}  # oldest first, so the last one wins
@@ -265,13 +266,11 @@ def reconcile_projects(engine: Engine, registry: YearRegistry, codes: list[str],
             time_rules.setdefault(pid, []).extend(found)
         missing = missing_findings(registry, projects, set(in_use), now)
 
-        table: dict[str, list[SourceLine]] = {}
         money_rows, recon_rows = [], []
         for project in projects:
             package = in_use.get(project.code)
             package_money = money.get(package.id) if package else None
             lines, found = reconcile(project, registry, package_money)
-            table[project.code] = lines
             found += fees.get(package.id, []) if package else []
             money_rows += [store.finding_row(year, package.id, project.code, f) for f in found]
             recon_rows += [_reconciliation_row(year, project.code, package, package_money, line) for line in lines]
@@ -282,7 +281,7 @@ def reconcile_projects(engine: Engine, registry: YearRegistry, codes: list[str],
         store.replace_findings(conn, "reconciliation", money_rows, year=year, project_codes=[p.code for p in projects])
         store.replace_findings(conn, "time", time_rows, year=year, project_codes=[p.code for p in projects])
         _refresh_double_claims(conn, registry)
-    return table
+        store.set_fingerprints(conn, year, KEYS, keys)
 
 
 def _refresh_double_claims(conn: Connection, registry: YearRegistry) -> None:
@@ -334,6 +333,7 @@ def reconciliation(
     caps = fee_caps.load()
     money_table, chart_rows = [], []
     by_rule: Counter = Counter()
+    misused: list[str] = []
     redone = 0
     for year in years_of_run(context):
         year_registry = registry.year(year)
@@ -342,22 +342,20 @@ def reconciliation(
             done = store.fingerprints(conn, year, KEYS)
         todo = to_redo(keys, done, forced_projects(context))
         if todo:
-            reconcile_projects(engine, year_registry, todo, caps, now)
-            with engine.begin() as conn:
-                store.set_fingerprints(conn, year, KEYS, {code: keys[code] for code in todo})
+            reconcile_projects(engine, year_registry, {code: keys[code] for code in todo}, caps, now)
         redone += len(todo)
         with engine.connect() as conn:
-            table = _stored_lines(conn, year)
+            stored = store.reconciliation(conn, year)
+            misused += _reconciled_rejected(conn, stored)
+            for (rule_id, _), n in store.finding_counts(conn, year).items():
+                if rule_id[0] in "RT":
+                    by_rule[rule_id] += n
+        table = _by_project(stored)
         shown = _attention_first(table)[:_SHOWN_PROJECTS]
         money_table += [dict(项目=code, 经费来源=l.funding_source, 拨付=_shown_yuan(l.granted),
                              支出=_shown_yuan(l.spent), 结余=_shown_yuan(l.balance), 状态=RECONCILIATION_STATUS_ZH[l.status])
                         for code in shown for l in table[code]]
         chart_rows += [(code, l.funding_source, l.granted, l.spent) for code in shown for l in table[code]]
-        with engine.connect() as conn:
-            for (rule_id, _), n in store.finding_counts(conn, year).items():
-                if rule_id[0] in "RT":
-                    by_rule[rule_id] += n
-            misused = _reconciled_rejected(conn, year)
     frame = pd.DataFrame(money_table)
     yield dg.MaterializeResult(metadata={
         "本次重新对账的项目数": redone,
@@ -373,10 +371,10 @@ def reconciliation(
     )
 
 
-def _stored_lines(conn: Connection, year: int) -> dict[str, list[SourceLine]]:
-    """The year's reconciliation as stored, by project (what this run redid and what it kept)."""
+def _by_project(stored: list) -> dict[str, list[SourceLine]]:
+    """The year's reconciliation as stored (what this run redid and what it kept), by project."""
     table: dict[str, list[SourceLine]] = defaultdict(list)
-    for r in store.reconciliation(conn, year):
+    for r in stored:
         table[r.project_code].append(SourceLine(r.funding_source, r.granted_fen, r.spent_fen, r.refund_declared_fen,
                                                 r.refund_to_declared, r.status))
     return table
@@ -400,8 +398,8 @@ def _shown_yuan(fen: int | None) -> str:
     return f"{int(yuan):,}.{cents}"
 
 
-def _reconciled_rejected(conn: Connection, year: int) -> list[str]:
+def _reconciled_rejected(conn: Connection, stored: list) -> list[str]:
     """Projects whose reconciled figures come from a package with a fatal intake/validation finding."""
-    rows = [r for r in store.reconciliation(conn, year) if r.status != "unreconciled" and r.package_id is not None]
+    rows = [r for r in stored if r.status != "unreconciled" and r.package_id is not None]
     fatal = store.fatal_package_ids(conn, [r.package_id for r in rows], _BEFORE_MONEY)
     return sorted({r.project_code for r in rows if r.package_id in fatal})

@@ -116,11 +116,7 @@ def _failures_to_findings(
     cells = _failing_cells(cases)
     # The failing rows only, as dicts: a pandas row lookup per failure costs more than the checks.
     rows = frame.loc[cells["index"].unique()].to_dict("index")
-    failures = [
-        (rule_id, column, rows[index])
-        for rule_id, column, index in cells.itertuples(index=False)
-        if not _is_absent(rows[index].get(column))
-    ]
+    failures = [(rule_id, column, rows[index]) for rule_id, column, index in cells.itertuples(index=False)]
     vouchers = _voucher_rows([row for rule_id, _, row in failures if rule_id == "S007"])
     out = []
     for rule_id, column, row in failures:
@@ -139,11 +135,6 @@ def _failing_cells(cases: pd.DataFrame) -> pd.DataFrame:
     kept = cases["index"].notna() & (named.eq("") | named.eq(cases["column"]))
     cells = pd.DataFrame({"rule_id": cases["check"].map(rule_of), "column": cases["column"], "index": cases["index"]})
     return cells[kept].astype({"index": int})
-
-
-def _is_absent(value: object) -> bool:
-    """A cell of a column its package lacks: S001 already says so."""
-    return value is None or (isinstance(value, float) and pd.isna(value))
 
 
 def _finding(rule_id: str, layout: SheetLayout, package: PackageSheets, column: str, row,
@@ -259,6 +250,18 @@ _BATCH_PACKAGES = 250
 _BATCH_BYTES = 64 << 20
 
 
+@dataclass
+class _Version:
+    """A package version to validate, with what its key is made of; its blobs once its batch loads them."""
+
+    package: object  # a row of store.package_versions
+    project: RegisteredProject
+    newer: str  # the name of the version superseding it; "" for the one in use
+    key: str
+    workbook: bytes | None = None
+    expenses_csv: bytes | None = None
+
+
 def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = frozenset()) -> int:
     """Validate the year's package versions whose validation key changed (and every version of the
     `forced` projects); the newest of a project is the one in use, older ones are superseded (P007).
@@ -269,7 +272,7 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
     by_project: dict[str, list] = defaultdict(list)
     for package in versions:
         by_project[package.project_code].append(package)
-    todo: list[tuple[object, RegisteredProject, str, str]] = []
+    todo: list[_Version] = []
     for code, packages in by_project.items():
         project = registry.project(code)
         if project is None:
@@ -279,24 +282,24 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
             newer = newest.name if package is not newest else ""
             key = validation_key(project, package, newer)
             if key != package.validated_key or code in forced:
-                todo.append((package, project, newer, key))
+                todo.append(_Version(package, project, newer, key))
     for batch in _batches(engine, todo):
         _validate_batch(engine, year, batch)
     return len(todo)
 
 
-def _batches(engine: Engine, todo: list[tuple]) -> Iterator[list[tuple]]:
+def _batches(engine: Engine, todo: list[_Version]) -> Iterator[list[_Version]]:
     """The work in batches of a few hundred versions (or 64 MiB of workbooks), blobs loaded per
     batch: a year is never held in memory at once."""
     for start in range(0, len(todo), _BATCH_PACKAGES):
         part = todo[start:start + _BATCH_PACKAGES]
         with engine.connect() as conn:
-            blobs = store.package_blobs(conn, [package.id for package, *_ in part])
+            blobs = store.package_blobs(conn, [version.package.id for version in part])
         batch, size = [], 0
-        for item in part:
-            workbook, csv = blobs[item[0].id]
-            batch.append((*item, workbook, csv))
-            size += len(workbook or b"") + len(csv or b"")
+        for version in part:
+            version.workbook, version.expenses_csv = blobs[version.package.id]
+            batch.append(version)
+            size += len(version.workbook or b"") + len(version.expenses_csv or b"")
             if size >= _BATCH_BYTES:
                 yield batch
                 batch, size = [], 0
@@ -304,35 +307,36 @@ def _batches(engine: Engine, todo: list[tuple]) -> Iterator[list[tuple]]:
             yield batch
 
 
-def _validate_batch(engine: Engine, year: int, batch: list[tuple]) -> None:
+def _validate_batch(engine: Engine, year: int, batch: list[_Version]) -> None:
     sheets_batch: list[PackageSheets] = []
     extra: dict[int, list[Finding]] = defaultdict(list)
     found_sheets, sheet_rows = [], []
+    ids = [version.package.id for version in batch]
     with engine.connect() as conn:
-        files = store.package_files(conn, [package.id for package, *_ in batch])
-    for package, project, newer, _key, workbook, csv in batch:
-        if newer:
-            extra[package.id].append(make_finding("P007", newer=newer))
+        files = store.package_files(conn, ids)
+    for version in batch:
+        package = version.package
+        if version.newer:
+            extra[package.id].append(make_finding("P007", newer=version.newer))
         if package.intake_status != "readable":
             continue
-        sheets = read_sheets(workbook, csv)
+        sheets = read_sheets(version.workbook, version.expenses_csv)
         listing = [dict(path=f.path, size=f.size) for f in files[package.id]]
-        sheets_batch.append(PackageSheets(package.id, year, project, sheets))
+        sheets_batch.append(PackageSheets(package.id, year, version.project, sheets))
         extra[package.id].extend(materials_findings(sheets, listing))
         found, rows = _rows_to_store(package.id, sheets)
         found_sheets += found
         sheet_rows += rows
     schema, prepared = validate_sheets(sheets_batch)
-    ids = [package.id for package, *_ in batch]
     rows = [
-        store.finding_row(year, package.id, package.project_code, f)
-        for package, *_ in batch
-        for f in [*schema.get(package.id, []), *extra.get(package.id, [])]
+        store.finding_row(year, version.package.id, version.package.project_code, f)
+        for version in batch
+        for f in [*schema.get(version.package.id, []), *extra.get(version.package.id, [])]
     ]
     with engine.begin() as conn:
         store.replace_findings(conn, "validation", rows, package_ids=ids)
         store.replace_parsed_rows(conn, ids, found_sheets, sheet_rows, expense_lines(prepared.get(EXPENSES.name)))
-        store.set_validated(conn, {package.id: key for package, _project, _newer, key, *_ in batch})
+        store.set_validated(conn, {version.package.id: version.key for version in batch})
 
 
 def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[list[dict], list[dict]]:

@@ -74,8 +74,7 @@ def year(tmp_path_factory, registry):
     engine = create_engine(url)
     with engine.connect() as conn:
         in_use = store.newest_packages(conn, 2023)[DEFECTIVE]
-        workbook = next(p.workbook for p in store.package_versions(conn, 2023, [DEFECTIVE], blobs=True)
-                        if p.id == in_use.id)
+        workbook = store.package_blobs(conn, [in_use.id])[in_use.id][0]
         sheets = {sheet: found for (_, sheet), found in store.package_sheets(conn, [in_use.id]).items()}
     engine.dispose()
     assert in_use.name == newest.name

@@ -90,14 +90,13 @@ def assign_projects(conn: Connection, assignments: dict[int, str | None]) -> Non
                      [dict(pid=pid, code=code) for pid, code in assignments.items()])
 
 
-def package_versions(conn: Connection, year: int, codes: Sequence[str] | None = None, *, blobs: bool = False) -> list:
+def package_versions(conn: Connection, year: int, codes: Sequence[str] | None = None) -> list:
     """The year's package versions assigned to projects, oldest first: by received time (an
-    operator's record, else the file time), then arrival order. A project's newest is its last."""
-    columns = [Package.id, Package.name, Package.project_code, Package.modified_at, Package.received_at,
-               Package.intake_status, Package.validated_key]
-    if blobs:
-        columns += [Package.workbook, Package.expenses_csv]
-    query = select(*columns).where(Package.year == year, Package.project_code.is_not(None))
+    operator's record, else the file time), then arrival order. A project's newest is its last.
+    Without their workbooks: package_blobs reads those, for the versions that need them."""
+    query = (select(Package.id, Package.name, Package.project_code, Package.modified_at, Package.received_at,
+                    Package.intake_status, Package.validated_key)
+             .where(Package.year == year, Package.project_code.is_not(None)))
     if codes is not None:
         query = query.where(Package.project_code.in_(list(codes)))
     return sorted(conn.execute(query).all(), key=lambda p: (p.received_at or p.modified_at, p.id))
