@@ -29,7 +29,7 @@ from xlsxwriter.worksheet import Worksheet
 
 from adapters.registry import LEVEL_ZH, TYPE_ZH
 from adapters.workbook import Grid, UnreadableWorkbook, Workbook
-from assets.summary_workbook import atomic_path, integer, text
+from assets.summary_workbook import atomic_path, display_width, integer, text
 from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
 
 COVER, LIST = "说明", "问题清单"
@@ -283,7 +283,7 @@ def _copy_value(sheet: Worksheet, formats: _Formats, row: int, column: int, valu
     if kind is str:
         typed = _safe(value)
         sheet.write_string(row, column, typed, fmt)
-        return max(map(_shown_width, typed.split("\n"))) if "\n" in typed else _shown_width(typed)
+        return max(map(display_width, typed.split("\n"))) if "\n" in typed else display_width(typed)
     if kind is float or kind is int:
         sheet.write_number(row, column, value, fmt)
         return len(str(value))
@@ -295,12 +295,6 @@ def _copy_value(sheet: Worksheet, formats: _Formats, row: int, column: int, valu
         return len(number_format)  # shown as wide as its format
     # Nothing else comes out of a workbook today; should it, the unit still sees what it typed, as text.
     return _copy_value(sheet, formats, row, column, str(value), fill)
-
-
-def _shown_width(line: str) -> int:
-    """Columns a line takes on screen, CJK characters counting double (as summary_workbook's
-    display_width, but at C speed: UTF-8 spends 3 bytes on a CJK character and 1 on an ASCII one)."""
-    return (len(line.encode("utf-8")) + len(line)) // 2
 
 
 def _comment(found: list[_Finding]) -> tuple[str, dict]:
