@@ -25,6 +25,8 @@ _NOTE = re.compile(r"^(注|说明|备注|填表|附|制表)")
 # Every way of writing 合计/总计 contains 计, and no other character becomes 计 under NFKC: cells without
 # it cannot be the total, and need not be normalised (which costs seconds over a million rows).
 _TOTAL_MARK = "计"
+# The template's example row (its first cell says 示例) shows how to fill a table; it is never data.
+EXAMPLE_MARK = "示例"
 
 
 @dataclass
@@ -61,6 +63,7 @@ def parse_table(cells: Grid | TextTable, layout: SheetLayout, typed_name: str) -
         # A lone cell is a note typed under or between the rows, unless it is a field's value.
         if body.first_col[i] not in mapping or _NOTE.match(_compact(body.first(i))):
             kept[i] = False
+    kept &= ~body.first_cell_is(EXAMPLE_MARK)[:len(kept)]
     lines = np.flatnonzero(kept)
     # An empty sheet's index keeps the dtype it always had (object), as pandas gives it for an empty list.
     index = pd.Index(header_row + 1 + lines if len(lines) else [], name="excel_row")
@@ -96,6 +99,16 @@ class _Body:
         texts = np.concatenate([self._columns[col].texts for col in cols])
         offsets = np.cumsum([0] + [len(self._columns[col].texts) for col in cols[:-1]])
         return texts[np.array([self._codes[col][lines] for col in cols]).reshape(len(cols), -1) + offsets[:, None]]
+
+    def first_cell_is(self, text: str) -> np.ndarray:
+        """For each line, whether its first filled cell reads exactly ``text`` (judged per distinct text)."""
+        found = np.zeros(self.size, dtype=bool)
+        for col in np.unique(self.first_col).tolist():
+            texts = self._columns[col].texts.tolist()
+            # Normalise only texts holding the last character: a million line numbers cost no NFKC pass.
+            same = np.array([text[-1] in t and _compact(t) == text for t in texts], dtype=bool)[self._codes[col]]
+            found |= (self.first_col == col) & same
+        return found
 
     def total_line(self, marker_cols: list[int]) -> int | None:
         """The first line whose first cell, 序号 or 摘要 says 合计: the declared total; notes follow it."""
