@@ -25,11 +25,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from python_calamine import CalamineWorkbook
 
+from adapters.xlsx_census import take_census
+
 Grid = list[list[object]]
 
 
 class UnreadableWorkbook(Exception):
-    """The workbook will not open (corrupt, encrypted, not really a spreadsheet)."""
+    """The workbook, or one of its sheets, will not read (corrupt, encrypted, not really a spreadsheet)."""
+
+    def __init__(self, detail: str, sheet: str = "") -> None:
+        super().__init__(f"{sheet}: {detail}" if sheet else detail)
+        self.sheet = sheet
+
+
+def _reader_error(exc: BaseException) -> bool:
+    """Whether an exception came from reading the file. The Rust readers raise their own error types, and a
+    panic inside them arrives as pyo3's PanicException, which derives from BaseException."""
+    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError))
 
 
 def cell_text(value: object) -> str:
@@ -111,13 +123,19 @@ _TYPED_READING_FROM = 256 * 1024
 
 class Workbook:
     def __init__(self, data: bytes) -> None:
-        self._data = data
+        # The readers get a copy without stray far cells (the unit's bytes are kept as they are).
+        census = take_census(data)
+        self._data = census.data
+        # Sheet name -> (Excel row, column) of each formula cell that has no calculated value (S011).
+        self.formulas_without_value = census.formulas_without_value
         self._book: CalamineWorkbook | None = None
         self._reader: fastexcel.ExcelReader | None = None
         self._typed_reading = len(data) >= _TYPED_READING_FROM
         try:  # the reader the workbook is mostly read with opens it now, so that a broken file fails here
             opened = self._fastexcel() if self._typed_reading else self._calamine()
-        except Exception as exc:  # calamine raises its own error types for every kind of broken file
+        except BaseException as exc:
+            if not _reader_error(exc):
+                raise
             raise UnreadableWorkbook(str(exc)) from exc
         # Sheet names as typed, found by their normalised form (units add spaces or full-width forms).
         self.sheet_names: list[str] = list(opened.sheet_names)
@@ -129,8 +147,10 @@ class Workbook:
     def grid(self, typed_name: str) -> Grid:
         try:
             return self._calamine().get_sheet_by_name(typed_name).to_python(skip_empty_area=False)
-        except Exception as exc:
-            raise UnreadableWorkbook(f"{typed_name}: {exc}") from exc
+        except BaseException as exc:
+            if not _reader_error(exc):
+                raise
+            raise UnreadableWorkbook(str(exc), typed_name) from exc
 
     def text_table(self, typed_name: str) -> TextTable:
         """The sheet's cell texts: through fastexcel in a big workbook when it can promise them, else from
@@ -157,8 +177,10 @@ class Workbook:
             batch = self._fastexcel().load_sheet(typed_name, header_row=0, skip_rows=0, schema_sample_rows=None,
                                                  dtype_coercion="strict", dtypes={0: "string"}, use_columns=take,
                                                  eager=True)
-        except fastexcel.FastExcelError:  # a column mixing kinds of cells, or a cell calamine cannot read
-            return None
+        except BaseException as exc:  # a column mixing kinds of cells, or a cell calamine cannot read
+            if not _reader_error(exc):
+                raise
+            return None  # the grid reads it, or says why it cannot
         by_column = {info.absolute_index: (info, batch.column(i)) for i, info in enumerate(found)}
         columns = []
         for j in range(max(by_column, default=-1) + 1):

@@ -8,6 +8,7 @@ so a reader never sees half a file.
 import hashlib
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -19,6 +20,7 @@ from adapters.national_system import outbox
 from adapters.registry import YearRegistry
 from adapters.resources import ExportResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
+from adapters.workers import WorkerFailure, map_isolated
 from assets.overview import project_overview
 from assets.partitions import single_run, year_partitions, years_of_run
 from assets import feedback
@@ -133,22 +135,32 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
     sheets_of: dict[int, dict[str, dict]] = defaultdict(dict)
     for (package_id, sheet), found in sheets.items():
         sheets_of[package_id][sheet] = found
-    for code in todo:
-        row, package_id = rows[code], in_use.get(code)
-        feedback.write_feedback(
-            out_dir / f"{row.project_code}.xlsx", year=registry.year,
-            project=dict(code=row.project_code, host_unit=row.host_unit, project_name=row.project_name,
-                         level=row.level, type=row.type),
-            status=row.status, package=row.package,
-            findings=issues.iloc[rows_of[code]],
-            workbook=blobs[package_id][0] if package_id is not None else None,
-            sheets=sheets_of[package_id] if package_id is not None else {},
-            deadline=registry.deadline.isoformat(),
-        )
-        changes[f"{code}.xlsx"] = wanted[code]
+    def jobs() -> Iterator[dict]:
+        for code in todo:
+            row, package_id = rows[code], in_use.get(code)
+            yield dict(
+                path=out_dir / f"{row.project_code}.xlsx", year=registry.year,
+                project=dict(code=row.project_code, host_unit=row.host_unit, project_name=row.project_name,
+                             level=row.level, type=row.type),
+                status=row.status, package=row.package,
+                findings=issues.iloc[rows_of[code]],
+                workbook=blobs[package_id][0] if package_id is not None else None,
+                sheets=sheets_of[package_id] if package_id is not None else {},
+                deadline=registry.deadline.isoformat(),
+            )
+
+    # Written across the worker pool: the copy of the unit's workbook reads untrusted bytes again.
+    for job, outcome in map_isolated(_write_feedback, jobs()):
+        if isinstance(outcome, WorkerFailure):  # the unit's copy could not be made: cover and list still go
+            feedback.write_feedback(**{**job, "workbook": None})
+        changes[job["path"].name] = wanted[job["path"].stem]
     with engine.begin() as conn:
         store.set_fingerprints(conn, year, _FEEDBACK, changes)
     return out_dir
+
+
+def _write_feedback(job: dict) -> Path:
+    return feedback.write_feedback(**job)
 
 
 def _fingerprint(project_row, finding_hashes: np.ndarray) -> str:

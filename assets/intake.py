@@ -8,6 +8,7 @@ opened again, so re-running over the same inbox changes nothing and a late packa
 
 from dataclasses import dataclass, field
 from datetime import timezone
+from itertools import islice
 from pathlib import Path, PurePosixPath
 
 import dagster as dg
@@ -28,6 +29,9 @@ from adapters.registry import YearRegistry
 from adapters.resources import InboxResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
 from adapters.workbook import UnreadableWorkbook, Workbook
+from adapters.workers import WorkerFailure, map_isolated
+from assets.isolation import limit_finding
+from assets.progress import Progress
 from assets.partitions import single_run, year_partitions, years_of_run
 from assets.sheets import EXPENSES_CSV_NAME, parse_key_value
 from schemas.findings import Finding, make_finding
@@ -132,7 +136,11 @@ def _read_workbook(result: IntakeResult, *, check_sheets: bool) -> None:
     basic_sheet = book.find_sheet(BASIC_INFO.name)
     if basic_sheet is None:
         return
-    basic = parse_key_value(book.grid(basic_sheet), BASIC_INFO, basic_sheet)
+    try:
+        basic = parse_key_value(book.grid(basic_sheet), BASIC_INFO, basic_sheet)
+    except UnreadableWorkbook:
+        result.refuse(make_finding("P001", detail=f"工作簿“{result.workbook_member}”的工作表“{basic_sheet}”无法读取"))
+        return
     values = basic.frame.iloc[0]
     result.declared_code = str(values.get("project_code", "") or "")
     result.declared_code_row = basic.rows.get("project_code")
@@ -140,8 +148,16 @@ def _read_workbook(result: IntakeResult, *, check_sheets: bool) -> None:
     result.declared_unit = str(values.get("host_unit", "") or "")
 
 
-def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry) -> dict[str, int]:
-    """Store every new package version of the year, then (re)assign all of them to projects."""
+def _limit_refusal(ref: PackageRef, failure: WorkerFailure) -> IntakeResult:
+    """A package whose reading hit a worker's limit: refused with P008, kept like any version."""
+    result = IntakeResult(ref)
+    result.refuse(limit_finding(failure))
+    return result
+
+
+def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry, log=None) -> dict[str, int]:
+    """Store every new package version of the year, then (re)assign all of them to projects. Packages
+    are read across the worker pool (adapters.workers): one that a reader cannot survive costs itself."""
     year = registry.year
     with engine.begin() as conn:
         store.store_registry(conn, registry)
@@ -152,14 +168,19 @@ def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry) -> dict
     # Whole packages in each transaction, a few hundred at a time: a crash never leaves half a
     # package (the next run reads the uncommitted ones again), and thousands of packages do not pay
     # a commit each.
-    for start in range(0, len(refs), _PACKAGES_PER_COMMIT):
-        results = [read_package(ref) for ref in refs[start:start + _PACKAGES_PER_COMMIT]]
+    progress = Progress(f"intake {year}", len(refs), log)
+    read = map_isolated(read_package, refs)
+    while batch := list(islice(read, _PACKAGES_PER_COMMIT)):
+        results = [_limit_refusal(ref, outcome) if isinstance(outcome, WorkerFailure) else outcome
+                   for ref, outcome in batch]
         with engine.begin() as conn:
             for result in results:
                 package_id = store.insert_package(conn, _package_row(year, result), result.files)
                 store.replace_findings(conn, "intake",
                                        [store.finding_row(year, package_id, None, f) for f in result.findings],
                                        package_ids=[package_id])
+        progress.advance(len(results))
+    progress.done()
     with engine.begin() as conn:
         assigned = _assign(conn, registry)
     return {"found": len(discovered), "new": len(refs), "assigned": assigned}
@@ -216,7 +237,7 @@ def package_intake(
     按工作簿中的“项目编号”归入立项项目。同一内容的材料包不会重复处理。"""
     metadata: dict[str, dg.MetadataValue] = {}
     for year in years_of_run(context):
-        counts = ingest_year(warehouse.engine(), Path(inbox.path), registry.year(year))
+        counts = ingest_year(warehouse.engine(), Path(inbox.path), registry.year(year), context.log)
         context.log.info(f"intake {year}: {counts}")
         metadata[f"{year} 收件"] = dg.MetadataValue.json(counts)
     return dg.MaterializeResult(metadata=metadata)

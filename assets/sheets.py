@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from adapters.workbook import Grid, TextTable, Workbook, cell_text, csv_text_table
+from adapters.workbook import Grid, TextTable, UnreadableWorkbook, Workbook, cell_text, csv_text_table
 from schemas.layout import EXPENSES, LAYOUTS, SheetLayout
 
 _HEADER_SEARCH_ROWS = 10
@@ -177,15 +177,37 @@ def _read_table(book: Workbook, layout: SheetLayout, typed_name: str) -> ParsedS
     return sheet
 
 
-def read_sheets(workbook: bytes, expenses_csv: bytes | None = None) -> dict[str, ParsedSheet]:
-    """Every template sheet the workbook has, parsed; 经费支出.csv stands in for a missing sheet."""
+@dataclass
+class SheetsRead:
+    """What reading a package's workbook (and 经费支出.csv) gave, by template sheet name."""
+
+    sheets: dict[str, ParsedSheet] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)  # sheet that would not read -> its typed name
+    # (Excel row, 1-based column) of each formula cell with no calculated value (S011).
+    formulas_without_value: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+
+def read_sheets(workbook: bytes, expenses_csv: bytes | None = None) -> SheetsRead:
+    """Every template sheet the workbook has, parsed; 经费支出.csv stands in for a missing sheet. A sheet a
+    reader cannot read is named in ``unreadable`` (P001), whichever library raised: the others still count.
+    Raises UnreadableWorkbook when the workbook itself will not open."""
     book = Workbook(workbook)
-    sheets: dict[str, ParsedSheet] = {}
+    read = SheetsRead()
     for layout in LAYOUTS:
         typed_name = book.find_sheet(layout.name)
-        if typed_name is not None:
-            sheets[layout.name] = (parse_key_value(book.grid(typed_name), layout, typed_name) if layout.key_value
-                                   else _read_table(book, layout, typed_name))
-    if EXPENSES.name not in sheets and expenses_csv is not None:
-        sheets[EXPENSES.name] = parse_table(csv_text_table(expenses_csv), EXPENSES, EXPENSES_CSV_NAME)
-    return sheets
+        if typed_name is None:
+            continue
+        try:
+            read.sheets[layout.name] = (parse_key_value(book.grid(typed_name), layout, typed_name)
+                                        if layout.key_value else _read_table(book, layout, typed_name))
+        except UnreadableWorkbook:
+            read.unreadable[layout.name] = typed_name
+            continue
+        if typed_name in book.formulas_without_value:
+            read.formulas_without_value[layout.name] = book.formulas_without_value[typed_name]
+    if EXPENSES.name not in read.sheets and EXPENSES.name not in read.unreadable and expenses_csv is not None:
+        try:
+            read.sheets[EXPENSES.name] = parse_table(csv_text_table(expenses_csv), EXPENSES, EXPENSES_CSV_NAME)
+        except ValueError:  # pandas' ParserError and UnicodeDecodeError are ValueErrors
+            read.unreadable[EXPENSES.name] = EXPENSES_CSV_NAME
+    return read

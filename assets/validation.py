@@ -10,7 +10,7 @@ import json
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 import numpy as np
@@ -24,7 +24,11 @@ from assets.incremental import code_hash, digest
 from assets.intake import package_intake
 from assets.materials import materials_findings
 from assets.partitions import forced_projects, single_run, year_partitions, years_of_run
-from assets.sheets import ParsedSheet, read_sheets
+from adapters.workbook import UnreadableWorkbook
+from adapters.workers import WorkerFailure, map_isolated
+from assets.isolation import limit_finding
+from assets.progress import Progress
+from assets.sheets import ParsedSheet, SheetsRead, read_sheets
 from schemas.catalog import SEVERITY_ZH
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, LAYOUTS, REFUSED_CATEGORIES, SOURCES_BY_LEVEL, SheetLayout
@@ -32,7 +36,7 @@ from schemas.sheets import FIELD_KINDS, failure_cases, prepare
 from schemas.values import amount_of, clean_text, uscc_problem
 
 # When one cell breaks several rules, the unit hears about the most basic one only.
-_PRIORITY = ["S001", "S003", "S002", "S006", "S004", "S005", "S009", "P006", "S007", "S010", "S008", "M004"]
+_PRIORITY = ["S011", "S001", "S003", "S002", "S006", "S004", "S005", "S009", "P006", "S007", "S010", "S008", "M004"]
 
 
 @dataclass
@@ -252,20 +256,42 @@ _BATCH_BYTES = 64 << 20
 
 @dataclass
 class _Version:
-    """A package version to validate, with what its key is made of; its blobs once its batch loads them."""
+    """A package version to validate, with what its key is made of; its blobs once its batch loads them.
+    Plain data: batches travel to a worker process."""
 
-    package: object  # a row of store.package_versions
+    package_id: int
+    project_code: str
+    readable: bool  # intake could read it (not refused)
     project: RegisteredProject
     newer: str  # the name of the version superseding it; "" for the one in use
     key: str
     workbook: bytes | None = None
     expenses_csv: bytes | None = None
+    files: list[dict] = field(default_factory=list)  # the package's member listing (path, size)
 
 
-def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = frozenset()) -> int:
+@dataclass
+class _Batch:
+    year: int
+    versions: list[_Version]
+
+
+@dataclass
+class _Outcome:
+    """What validating a batch found, ready to store."""
+
+    findings: list[dict]
+    found_sheets: list[dict]
+    sheet_rows: list[dict]
+    expense_lines: list[tuple]
+
+
+def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = frozenset(), log=None) -> int:
     """Validate the year's package versions whose validation key changed (and every version of the
     `forced` projects); the newest of a project is the one in use, older ones are superseded (P007).
-    Streams in batches, each committed with its keys. Returns how many versions it validated."""
+    Batches are validated across the worker pool and each is committed with its keys as it comes back;
+    a batch whose worker hit a limit is redone package by package, so only the package that cannot be
+    read gets P008. Returns how many versions it validated."""
     year = registry.year
     with engine.connect() as conn:
         versions = store.package_versions(conn, year)
@@ -282,61 +308,112 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
             newer = newest.name if package is not newest else ""
             key = validation_key(project, package, newer)
             if key != package.validated_key or code in forced:
-                todo.append(_Version(package, project, newer, key))
-    for batch in _batches(engine, todo):
-        _validate_batch(engine, year, batch)
+                todo.append(_Version(package.id, code, package.intake_status == "readable", project, newer, key))
+    progress = Progress(f"validation {year}", len(todo), log)
+    retry: list[_Version] = []
+    for batch, outcome in map_isolated(validate_batch, _batches(engine, year, todo)):
+        if isinstance(outcome, WorkerFailure) and len(batch.versions) > 1:
+            retry += batch.versions
+            continue
+        _store(engine, batch, outcome)
+        progress.advance(len(batch.versions))
+    # One version at a time: the one a reader cannot survive is found, the others validate normally.
+    singles = (_Batch(year, [version]) for version in retry)
+    for batch, outcome in map_isolated(validate_batch, singles):
+        _store(engine, batch, outcome)
+        progress.advance(1)
+    progress.done()
     return len(todo)
 
 
-def _batches(engine: Engine, todo: list[_Version]) -> Iterator[list[_Version]]:
+def _batches(engine: Engine, year: int, todo: list[_Version]) -> Iterator[_Batch]:
     """The work in batches of a few hundred versions (or 64 MiB of workbooks), blobs loaded per
     batch: a year is never held in memory at once."""
     for start in range(0, len(todo), _BATCH_PACKAGES):
         part = todo[start:start + _BATCH_PACKAGES]
+        ids = [version.package_id for version in part]
         with engine.connect() as conn:
-            blobs = store.package_blobs(conn, [version.package.id for version in part])
+            blobs = store.package_blobs(conn, ids)
+            files = store.package_files(conn, ids)
         batch, size = [], 0
         for version in part:
-            version.workbook, version.expenses_csv = blobs[version.package.id]
+            version.workbook, version.expenses_csv = blobs[version.package_id]
+            version.files = [dict(path=f.path, size=f.size) for f in files[version.package_id]]
             batch.append(version)
             size += len(version.workbook or b"") + len(version.expenses_csv or b"")
             if size >= _BATCH_BYTES:
-                yield batch
+                yield _Batch(year, batch)
                 batch, size = [], 0
         if batch:
-            yield batch
+            yield _Batch(year, batch)
 
 
-def _validate_batch(engine: Engine, year: int, batch: list[_Version]) -> None:
+def validate_batch(batch: _Batch) -> _Outcome:
+    """Read and validate a batch of package versions (in a worker process): plain data in, rows out."""
     sheets_batch: list[PackageSheets] = []
     extra: dict[int, list[Finding]] = defaultdict(list)
+    formulas: dict[int, list[Finding]] = {}
     found_sheets, sheet_rows = [], []
-    ids = [version.package.id for version in batch]
-    with engine.connect() as conn:
-        files = store.package_files(conn, ids)
-    for version in batch:
-        package = version.package
+    for version in batch.versions:
         if version.newer:
-            extra[package.id].append(make_finding("P007", newer=version.newer))
-        if package.intake_status != "readable":
+            extra[version.package_id].append(make_finding("P007", newer=version.newer))
+        if not version.readable:
             continue
-        sheets = read_sheets(version.workbook, version.expenses_csv)
-        listing = [dict(path=f.path, size=f.size) for f in files[package.id]]
-        sheets_batch.append(PackageSheets(package.id, year, version.project, sheets))
-        extra[package.id].extend(materials_findings(sheets, listing))
-        found, rows = _rows_to_store(package.id, sheets)
+        try:
+            read = read_sheets(version.workbook, version.expenses_csv)
+        except UnreadableWorkbook:
+            extra[version.package_id].append(make_finding("P001", detail="工作簿无法打开"))
+            continue
+        extra[version.package_id] += [make_finding("P001", detail=f"工作表“{typed}”无法读取")
+                                      for typed in read.unreadable.values()]
+        sheets = read.sheets
+        sheets_batch.append(PackageSheets(version.package_id, batch.year, version.project, sheets))
+        formulas[version.package_id] = formula_findings(read)
+        extra[version.package_id] += materials_findings(sheets, version.files)
+        found, rows = _rows_to_store(version.package_id, sheets)
         found_sheets += found
         sheet_rows += rows
     schema, prepared = validate_sheets(sheets_batch)
-    rows = [
-        store.finding_row(year, version.package.id, version.package.project_code, f)
-        for version in batch
-        for f in [*schema.get(version.package.id, []), *extra.get(version.package.id, [])]
+    findings = [
+        store.finding_row(batch.year, version.package_id, version.project_code, f)
+        for version in batch.versions
+        # A formula cell without its value reads empty: the unit hears S011 there, not S003.
+        for f in [*_one_per_cell([*schema.get(version.package_id, []), *formulas.get(version.package_id, [])]),
+                  *extra.get(version.package_id, [])]
     ]
+    return _Outcome(findings, found_sheets, sheet_rows, expense_lines(prepared.get(EXPENSES.name)))
+
+
+def formula_findings(read: SheetsRead) -> list[Finding]:
+    """S011: each cell the pipeline reads (a field's cell of a data row, or the 合计 amount) that holds a
+    formula with no calculated value."""
+    findings = []
+    for name, cells in read.formulas_without_value.items():
+        sheet = read.sheets[name]
+        field_of = {column + 1: f for f, column in sheet.columns.items()}  # 1-based column -> field
+        rows = set(sheet.rows.values()) if sheet.layout.key_value else set(sheet.frame.index.tolist())
+        if sheet.total is not None:
+            rows.add(sheet.total[0])
+        for row, column in cells:
+            if row in rows and column in field_of:
+                findings.append(make_finding("S011", sheet=sheet.typed_name, row=row,
+                                             column=sheet.headers[field_of[column]]))
+    return findings
+
+
+def _store(engine: Engine, batch: _Batch, outcome: _Outcome | WorkerFailure) -> None:
+    """A batch's findings, parsed rows and keys in one transaction: a crash leaves the batch to redo."""
+    if isinstance(outcome, WorkerFailure):  # one version (batches are retried one by one)
+        version = batch.versions[0]
+        found = [make_finding("P007", newer=version.newer)] if version.newer else []
+        found.append(limit_finding(outcome))
+        rows = [store.finding_row(batch.year, version.package_id, version.project_code, f) for f in found]
+        outcome = _Outcome(rows, [], [], [])
+    ids = [version.package_id for version in batch.versions]
     with engine.begin() as conn:
-        store.replace_findings(conn, "validation", rows, package_ids=ids)
-        store.replace_parsed_rows(conn, ids, found_sheets, sheet_rows, expense_lines(prepared.get(EXPENSES.name)))
-        store.set_validated(conn, {version.package.id: version.key for version in batch})
+        store.replace_findings(conn, "validation", outcome.findings, package_ids=ids)
+        store.replace_parsed_rows(conn, ids, outcome.found_sheets, outcome.sheet_rows, outcome.expense_lines)
+        store.set_validated(conn, {version.package_id: version.key for version in batch.versions})
 
 
 def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[list[dict], list[dict]]:
@@ -399,7 +476,7 @@ def package_validation(
     findings, counts = [], Counter()
     validated = 0
     for year in years_of_run(context):
-        validated += validate_year(engine, registry.year(year), forced_projects(context))
+        validated += validate_year(engine, registry.year(year), forced_projects(context), context.log)
         with engine.connect() as conn:
             # The UI shows a table of a few hundred rows well; the whole list is issues.csv.
             findings += store.findings(conn, year, limit=_SHOWN_FINDINGS)

@@ -162,7 +162,7 @@ def _read(spec) -> dict:
 
     workbook = io.BytesIO()
     write_workbook(spec.sheets, workbook)
-    return read_sheets(workbook.getvalue())
+    return read_sheets(workbook.getvalue()).sheets
 
 
 def test_a_batch_finds_what_each_package_finds_alone(clean, registry):

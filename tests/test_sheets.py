@@ -131,10 +131,10 @@ def test_both_readers_read_the_sample_packages_alike(monkeypatch):
         for layout in LAYOUTS:
             if not layout.key_value and (name := book.find_sheet(layout.name)) is not None:
                 typed += _assert_same_reading(book, name, layout)
-        from_grids = read_sheets(buffer.getvalue())
+        from_grids = read_sheets(buffer.getvalue()).sheets
         with monkeypatch.context() as patch:
             patch.setattr(workbook, "_TYPED_READING_FROM", 0)  # read it as a big workbook is read
-            _assert_same_sheets(read_sheets(buffer.getvalue()), from_grids)
+            _assert_same_sheets(read_sheets(buffer.getvalue()).sheets, from_grids)
     assert typed >= 40  # most sample sheets hold one kind of cell per column, so fastexcel takes them
 
 
@@ -194,7 +194,7 @@ def test_a_field_in_column_a_other_than_line_numbers_is_read_in_full(monkeypatch
     data = _xlsx({"经费支出": [["金额（元）", "支出日期", "序号"], [3.0000000001, dt.date(2023, 6, 1), 1],
                               [1e-10, dt.date(2023, 6, 2), 2]]})
     assert Workbook(data).typed_text_table("经费支出").row(1)[0] == "3"  # fastexcel's 9 decimals
-    assert list(read_sheets(data)["经费支出"].frame["amount"]) == ["3.0000000001", "1e-10"]
+    assert list(read_sheets(data).sheets["经费支出"].frame["amount"]) == ["3.0000000001", "1e-10"]
 
 
 def test_arrow_trims_exactly_what_str_strip_does():

@@ -1,0 +1,157 @@
+"""What an .xlsx/.xlsm says about its sheets before a reader builds them: stray far cells and formulas
+without a calculated value.
+
+calamine builds a sheet as one rectangle from its first to its last cell. A single stray value at
+XFD1048576 (Ctrl+End and typing, or a tool writing a wrong cell) makes that rectangle 16,384 × 1,048,576
+cells: 512 GiB, and the process aborts. So the sheet XML is looked at first (a byte scan, no XML tree):
+when its cells reach far, the cells outside the table's region are dropped from a copy of the workbook
+given to the reader. The unit's file itself is never changed.
+
+The table's region: the columns used in the first rows (where every template's header sits) and the rows
+up to the first long run of empty rows. Template sheets have a handful of columns and no gap of thousands
+of rows, so nothing a unit typed into the table is ever dropped.
+
+Files written by tools rather than Excel/WPS may hold formulas without a cached value (`<f>` with no
+`<v>`); every reader then sees an empty cell. Those cells are listed so that the unit hears "recalculate
+and save" (S011) rather than "empty" or "not allowed".
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import re
+import zipfile
+from dataclasses import dataclass, field
+from xml.etree import ElementTree
+
+# A cell's reference: letters then digits, in the `r` attribute of a <c> (rows carry digits only).
+_CELL_REF = re.compile(rb'<(?:[A-Za-z]+:)?c\b[^>]*?\br="([A-Z]{1,3})([0-9]+)"')
+# A cell with its content (or self-closed), for dropping it or reading its formula.
+_CELL = re.compile(rb'<((?:[A-Za-z]+:)?)c\b[^>]*?\br="([A-Z]{1,3})([0-9]+)"[^>]*?(?:/>|>(.*?)</\1c>)', re.DOTALL)
+_WIDE_COLUMN = re.compile(rb'\br="[A-Z]{2,3}[0-9]')  # column AA (27) or beyond: wider than any template
+_LAST_ROW = re.compile(rb'<(?:[A-Za-z]+:)?row\b[^>]*?\br="([0-9]+)"')
+_DIMENSION = re.compile(rb'<(?:[A-Za-z]+:)?dimension\b[^>]*/>')
+_FORMULA = re.compile(rb'<(?:[A-Za-z]+:)?f[\s>/]')
+_VALUE = re.compile(rb'<(?:[A-Za-z]+:)?v>[^<]')
+
+# A sheet whose cells span more than this many rows × columns is looked at cell by cell (8 columns of a
+# million rows is fine; 16,384 columns of them is not).
+_SCAN_FROM_CELLS = 20_000_000
+_HEADER_ROWS = 10  # assets/sheets.py looks for a table's header in the first rows
+_MIN_COLUMNS = 26  # a table keeps at least columns A..Z, headers or not
+_ROW_GAP = 10_000  # empty rows after which anything further down is stray
+
+_NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+
+
+@dataclass
+class Census:
+    """The workbook bytes to read, and per sheet name the (row, column) of each formula with no value."""
+
+    data: bytes
+    formulas_without_value: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    dropped_cells: dict[str, int] = field(default_factory=dict)  # stray cells left out, per sheet
+
+
+def column_number(letters: bytes) -> int:
+    """b"A" -> 1, b"XFD" -> 16384."""
+    n = 0
+    for letter in letters:
+        n = n * 26 + letter - 64
+    return n
+
+
+def take_census(data: bytes) -> Census:
+    """The census of an Open XML workbook; anything else (.xls, a damaged zip) is handed on as it is, for
+    the reader to read or refuse."""
+    census = Census(data)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        sheets = _sheet_members(archive)
+    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, ValueError):
+        return census
+    replaced: dict[str, bytes] = {}
+    for name, member in sheets.items():
+        try:
+            xml = archive.read(member)
+        except (KeyError, zipfile.BadZipFile, ValueError, OSError, EOFError):
+            continue  # the reader will say what is wrong with it
+        trimmed, dropped = _trim(xml)
+        if dropped:
+            replaced[member], census.dropped_cells[name] = trimmed, dropped
+            xml = trimmed
+        if _FORMULA.search(xml):
+            cells = _formulas_without_value(xml)
+            if cells:
+                census.formulas_without_value[name] = cells
+    if replaced:
+        census.data = _rewritten(archive, replaced)
+    return census
+
+
+def _sheet_members(archive: zipfile.ZipFile) -> dict[str, str]:
+    """Sheet name -> its XML member, from xl/workbook.xml and its relationships."""
+    book = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+    rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    targets = {rel.get("Id"): rel.get("Target", "") for rel in rels.iter(f"{_NS_PKG_REL}Relationship")}
+    members = {}
+    for sheet in book.iter(f"{_NS_MAIN}sheet"):
+        target = targets.get(sheet.get(f"{_NS_REL}id"), "")
+        path = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join("xl", target))
+        if path in archive.NameToInfo:
+            members[sheet.get("name", "")] = path
+    return members
+
+
+def _trim(xml: bytes) -> tuple[bytes, int]:
+    """The sheet without its cells outside the table's region, and how many were dropped (0: unchanged)."""
+    last_rows = _LAST_ROW.findall(xml[-4096:]) or _LAST_ROW.findall(xml)
+    last_row = int(last_rows[-1]) if last_rows else 0
+    if not _WIDE_COLUMN.search(xml) and last_row * _MIN_COLUMNS <= _SCAN_FROM_CELLS:
+        return xml, 0  # cheap verdict for nearly every sheet: template-wide, not that many rows
+    refs = [(column_number(col), int(row)) for col, row in _CELL_REF.findall(xml)]
+    if not refs:
+        return xml, 0
+    header_columns = [col for col, row in refs if row <= _HEADER_ROWS]
+    max_col = max([_MIN_COLUMNS, *header_columns])
+    max_row = _last_row_before_gap(sorted({row for col, row in refs if col <= max_col}))
+    if max(col for col, _ in refs) * max(row for _, row in refs) <= _SCAN_FROM_CELLS:
+        return xml, 0
+    dropped = 0
+
+    def keep(match: re.Match) -> bytes:
+        nonlocal dropped
+        if column_number(match.group(2)) <= max_col and int(match.group(3)) <= max_row:
+            return match.group(0)
+        dropped += 1
+        return b""
+
+    trimmed = _CELL.sub(keep, _DIMENSION.sub(b"", xml, count=1))
+    return trimmed, dropped
+
+
+def _last_row_before_gap(rows: list[int]) -> int:
+    for before, after in zip(rows, rows[1:]):
+        if after - before > _ROW_GAP:
+            return before
+    return rows[-1] if rows else 0
+
+
+def _formulas_without_value(xml: bytes) -> list[tuple[int, int]]:
+    cells = []
+    for match in _CELL.finditer(xml):
+        body = match.group(4) or b""
+        if _FORMULA.search(body) and not _VALUE.search(body):
+            cells.append((int(match.group(3)), column_number(match.group(2))))
+    return cells
+
+
+def _rewritten(archive: zipfile.ZipFile, replaced: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as copy:
+        for info in archive.infolist():
+            copy.writestr(info.filename, replaced.get(info.filename) or archive.read(info))
+    return out.getvalue()
