@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from python_calamine import CalamineWorkbook
 
-from adapters.xlsx_census import take_census
+from adapters.xlsx_census import Census
 
 Grid = list[list[object]]
 
@@ -123,11 +123,10 @@ _TYPED_READING_FROM = 256 * 1024
 
 class Workbook:
     def __init__(self, data: bytes) -> None:
-        # The readers get a copy without stray far cells (the unit's bytes are kept as they are).
-        census = take_census(data)
-        self._data = census.data
-        # Sheet name -> (Excel row, column) of each formula cell that has no calculated value (S011).
-        self.formulas_without_value = census.formulas_without_value
+        # Each sheet is looked at before a reader builds it; the readers get a copy without stray far cells
+        # (the unit's bytes are kept as they are).
+        self._census = Census(data)
+        self._opened_on = self._census.data  # the bytes the readers below were opened on
         self._book: CalamineWorkbook | None = None
         self._reader: fastexcel.ExcelReader | None = None
         self._typed_reading = len(data) >= _TYPED_READING_FROM
@@ -144,7 +143,18 @@ class Workbook:
     def find_sheet(self, name: str) -> str | None:
         return self._by_key.get(sheet_key(name))
 
+    def formulas_without_value(self, typed_name: str) -> tuple[tuple[int, int], ...]:
+        """(Excel row, 1-based column) of each formula cell of the sheet with no calculated value (S011)."""
+        return self._census.sheet(typed_name).formulas_without_value
+
+    def _looked_at(self, typed_name: str) -> None:
+        self._census.sheet(typed_name)
+        if self._census.data is not self._opened_on:  # stray cells dropped: reopen on the copy without them
+            self._book = self._reader = None
+            self._opened_on = self._census.data
+
     def grid(self, typed_name: str) -> Grid:
+        self._looked_at(typed_name)
         try:
             return self._calamine().get_sheet_by_name(typed_name).to_python(skip_empty_area=False)
         except BaseException as exc:
@@ -167,6 +177,7 @@ class Workbook:
         cells, which is all a header is matched on (row 1 is never a data row). A formula's error reads
         blank, as in the grid; so would two things Excel never writes, which the grid would show: a date
         past the year 262,143 and a malformed ISO date (a cell of type "d")."""
+        self._looked_at(typed_name)
         found: list[fastexcel.ColumnInfoNoDtype] = []
 
         def take(column: fastexcel.ColumnInfoNoDtype) -> bool:  # all of them: noting where each one sits
@@ -194,12 +205,12 @@ class Workbook:
 
     def _calamine(self) -> CalamineWorkbook:
         if self._book is None:
-            self._book = CalamineWorkbook.from_filelike(io.BytesIO(self._data))
+            self._book = CalamineWorkbook.from_filelike(io.BytesIO(self._opened_on))
         return self._book
 
     def _fastexcel(self) -> fastexcel.ExcelReader:
         if self._reader is None:
-            self._reader = fastexcel.read_excel(self._data)
+            self._reader = fastexcel.read_excel(self._opened_on)
         return self._reader
 
 

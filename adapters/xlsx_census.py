@@ -47,13 +47,45 @@ _NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}
 _NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 
 
-@dataclass
-class Census:
-    """The workbook bytes to read, and per sheet name the (row, column) of each formula with no value."""
+@dataclass(frozen=True)
+class SheetCensus:
+    dropped_cells: int = 0  # stray cells left out of the copy the reader gets
+    formulas_without_value: tuple[tuple[int, int], ...] = ()  # (Excel row, 1-based column)
 
-    data: bytes
-    formulas_without_value: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    dropped_cells: dict[str, int] = field(default_factory=dict)  # stray cells left out, per sheet
+
+class Census:
+    """A workbook's sheets looked at one by one, when a reader is about to build them (a sheet nobody reads
+    is never inflated). ``data`` is the workbook to give the reader: the unit's bytes, or a copy without
+    the stray cells of the sheets looked at so far."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._sheets: dict[str, SheetCensus] = {}
+        try:
+            self._archive: zipfile.ZipFile | None = zipfile.ZipFile(io.BytesIO(data))
+            self._members = sheet_members(self._archive)
+        except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, ValueError):
+            self._archive, self._members = None, {}  # not Open XML (.xls): the reader reads or refuses it
+
+    def sheet(self, name: str) -> SheetCensus:
+        if name not in self._sheets:
+            self._sheets[name] = self._inspect(name)
+        return self._sheets[name]
+
+    def _inspect(self, name: str) -> SheetCensus:
+        member = self._members.get(name)
+        if member is None or self._archive is None:
+            return SheetCensus()
+        try:
+            xml = self._archive.read(member)
+        except (KeyError, zipfile.BadZipFile, ValueError, OSError, EOFError):
+            return SheetCensus()  # the reader will say what is wrong with it
+        trimmed, dropped = _trim(xml)
+        if dropped:
+            self.data = _rewritten(self._archive, member, trimmed)
+            self._archive = zipfile.ZipFile(io.BytesIO(self.data))
+        formulas = _formulas_without_value(trimmed) if _FORMULA.search(trimmed) else []
+        return SheetCensus(dropped, tuple(formulas))
 
 
 def column_number(letters: bytes) -> int:
@@ -64,35 +96,7 @@ def column_number(letters: bytes) -> int:
     return n
 
 
-def take_census(data: bytes) -> Census:
-    """The census of an Open XML workbook; anything else (.xls, a damaged zip) is handed on as it is, for
-    the reader to read or refuse."""
-    census = Census(data)
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        sheets = _sheet_members(archive)
-    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, ValueError):
-        return census
-    replaced: dict[str, bytes] = {}
-    for name, member in sheets.items():
-        try:
-            xml = archive.read(member)
-        except (KeyError, zipfile.BadZipFile, ValueError, OSError, EOFError):
-            continue  # the reader will say what is wrong with it
-        trimmed, dropped = _trim(xml)
-        if dropped:
-            replaced[member], census.dropped_cells[name] = trimmed, dropped
-            xml = trimmed
-        if _FORMULA.search(xml):
-            cells = _formulas_without_value(xml)
-            if cells:
-                census.formulas_without_value[name] = cells
-    if replaced:
-        census.data = _rewritten(archive, replaced)
-    return census
-
-
-def _sheet_members(archive: zipfile.ZipFile) -> dict[str, str]:
+def sheet_members(archive: zipfile.ZipFile) -> dict[str, str]:
     """Sheet name -> its XML member, from xl/workbook.xml and its relationships."""
     book = ElementTree.fromstring(archive.read("xl/workbook.xml"))
     rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
@@ -149,9 +153,9 @@ def _formulas_without_value(xml: bytes) -> list[tuple[int, int]]:
     return cells
 
 
-def _rewritten(archive: zipfile.ZipFile, replaced: dict[str, bytes]) -> bytes:
+def _rewritten(archive: zipfile.ZipFile, member: str, xml: bytes) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as copy:
         for info in archive.infolist():
-            copy.writestr(info.filename, replaced.get(info.filename) or archive.read(info))
+            copy.writestr(info.filename, xml if info.filename == member else archive.read(info))
     return out.getvalue()

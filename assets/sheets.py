@@ -203,8 +203,9 @@ def read_sheets(workbook: bytes, expenses_csv: bytes | None = None) -> SheetsRea
         except UnreadableWorkbook:
             read.unreadable[layout.name] = typed_name
             continue
-        if typed_name in book.formulas_without_value:
-            read.formulas_without_value[layout.name] = book.formulas_without_value[typed_name]
+        formulas = book.formulas_without_value(typed_name)
+        if formulas:
+            read.formulas_without_value[layout.name] = list(formulas)
     if EXPENSES.name not in read.sheets and EXPENSES.name not in read.unreadable and expenses_csv is not None:
         try:
             read.sheets[EXPENSES.name] = parse_table(csv_text_table(expenses_csv), EXPENSES, EXPENSES_CSV_NAME)

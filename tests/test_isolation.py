@@ -1,0 +1,213 @@
+"""No unit's file can stop the year: hostile and odd workbooks get findings (or are read as meant), the
+worker pool turns a dead, out-of-memory or out-of-time worker into that package's P008, and the run goes on."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import time
+import zipfile
+from pathlib import Path
+
+from adapters.workers import WorkerFailure, WorkerSettings, map_isolated
+from adapters.xlsx_census import sheet_members
+from tests.conftest import put, tree_digest
+
+POOL = WorkerSettings(workers=2, memory_mib=256, timeout_s=5)
+
+
+# --- the pool ---------------------------------------------------------------------------------
+
+def _square(n: int) -> int:
+    return n * n
+
+
+def _misbehave(kind: str) -> str:
+    if kind == "memory":
+        hoard = bytearray(1 << 30)  # 1 GiB: past the 256 MiB the test pool allows
+        return str(len(hoard))
+    if kind == "rust-abort":
+        from python_calamine import CalamineWorkbook  # the stray-cell abort, without our census in front
+
+        CalamineWorkbook.from_filelike(io.BytesIO(_stray_cell_xlsx())).get_sheet_by_name("经费支出")
+    if kind == "time":
+        time.sleep(60)
+    if kind == "segfault":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if kind == "raise":
+        raise RuntimeError("a reader's own error")
+    return kind
+
+
+def test_pool_keeps_order_and_results():
+    assert [r for _, r in map_isolated(_square, range(20), POOL)] == [n * n for n in range(20)]
+
+
+def test_each_failure_costs_only_its_item():
+    kinds = ["ok-1", "memory", "ok-2", "rust-abort", "time", "segfault", "raise", "ok-3"]
+    started = time.monotonic()
+    results = dict(map_isolated(_misbehave, kinds, POOL))
+    assert time.monotonic() - started < 30
+    assert [results[k] for k in ("ok-1", "ok-2", "ok-3")] == ["ok-1", "ok-2", "ok-3"]
+    assert {k: results[k].limit for k in kinds if isinstance(results[k], WorkerFailure)} == {
+        "memory": "memory", "rust-abort": "memory", "time": "time", "segfault": "crash", "raise": "crash"}
+    assert results["memory"].bound == 256 and results["time"].bound == 5
+
+
+def test_in_process_mode_runs_in_this_process():
+    settings = WorkerSettings(workers=1, memory_mib=256, timeout_s=5)
+    assert dict(map_isolated(_pid, [0], settings))[0] == os.getpid()
+    assert isinstance(dict(map_isolated(_misbehave, ["raise"], settings))["raise"], WorkerFailure)
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+# --- hostile and odd workbooks, through the whole run -----------------------------------------
+
+def _stray_cell_xlsx() -> bytes:
+    import xlsxwriter
+
+    buffer = io.BytesIO()
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    sheet = book.add_worksheet("经费支出")
+    sheet.write_row(0, 0, ["序号", "金额（元）"])
+    sheet.write(1048575, 16383, "stray")
+    book.close()
+    return buffer.getvalue()
+
+
+def _edit_sheet(workbook: Path, sheet: str, edit) -> None:
+    """Rewrite one sheet's XML of a workbook on disk (the test's own file, as the unit hands it in: its
+    time stays the package's, so the package is not late)."""
+    with zipfile.ZipFile(workbook) as archive:
+        member = sheet_members(archive)[sheet]
+        contents = {info.filename: archive.read(info) for info in archive.infolist()}
+    contents[member] = edit(contents[member].decode("utf-8")).encode("utf-8")
+    _rewrite(workbook, contents)
+
+
+def _rewrite(workbook: Path, contents: dict[str, bytes]) -> None:
+    times = [(p, p.stat()) for p in (workbook, workbook.parent)]
+    with zipfile.ZipFile(workbook, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+    for path, st in times:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _folder_package(inbox: Path, spec) -> Path:
+    spec.as_zip = False
+    spec.name = spec.name.removesuffix(".zip")
+    return put(inbox, spec) / spec.workbook_name
+
+
+def test_stray_cell_at_xfd1048576_is_read_as_meant(clean, inbox, database_url, run_etl):
+    spec = clean("2023-ST-01")
+    lines = len(spec.sheets["经费支出"]) - 2  # header and 合计
+    workbook = _folder_package(inbox, spec)
+    _edit_sheet(workbook, "经费支出", lambda xml: xml.replace(
+        "</sheetData>", '<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData>'))
+    put(inbox, clean("2023-ST-02"))
+    before = tree_digest(inbox)
+    run = run_etl(inbox, database_url)
+    assert run.findings(package=spec.name).empty, run.findings(package=spec.name).to_string()
+    assert run.status("2023-ST-01") == "accepted" and run.status("2023-ST-02") == "accepted"
+    money = run.dir / "reconciliation.csv"
+    assert "2023-ST-01" in money.read_text(encoding="utf-8-sig")
+    assert lines > 0 and tree_digest(inbox) == before
+
+
+def test_damaged_sheet_is_p001_naming_it_and_others_go_on(clean, inbox, database_url, run_etl):
+    spec = clean("2023-ST-01")
+    workbook = _folder_package(inbox, spec)
+    # A cell pointing past the shared-strings table: calamine's "Cell string index not found".
+    _edit_sheet(workbook, "经费支出",
+                lambda xml: re.sub(r'(<c r="C2"[^>]*t="s"[^>]*><v>)\d+(</v>)', r"\g<1>999999\g<2>", xml, count=1))
+    put(inbox, clean("2023-ST-02"))
+    run = run_etl(inbox, database_url)
+    found = run.findings(package=spec.name)
+    assert list(found.rule_id) == ["P001"] and "经费支出" in found.message.iloc[0]
+    assert run.status("2023-ST-01") == "rejected" and run.status("2023-ST-02") == "accepted"
+
+
+def test_formula_without_value_is_s011_not_empty(clean, inbox, sqlite_url, run_etl):
+    spec = clean("2023-ST-01")
+    workbook = _folder_package(inbox, spec)
+    # What a tool (not Excel/WPS) writes: the formula, no cached <v>.
+    _edit_sheet(workbook, "经费支出",
+                lambda xml: re.sub(r'<c r="E3"([^>]*?)(?: t="\w+")?>.*?</c>', r'<c r="E3"\1><f>100+20</f></c>', xml, count=1))
+    run = run_etl(inbox, sqlite_url)
+    found = run.findings(package=spec.name)
+    assert list(zip(found.rule_id, found.sheet, found.row, found.column)) == [("S011", "经费支出", "3", "金额（元）")]
+    assert run.status("2023-ST-01") == "rejected"
+
+
+def test_a_workbook_too_big_for_the_memory_limit_is_p008(clean, inbox, sqlite_url, run_etl, monkeypatch):
+    spec = clean("2023-ST-01")
+    workbook = _folder_package(inbox, spec)
+    # 300 MB of blank XML (a huge empty area), which deflates to a few hundred KB.
+    _edit_sheet(workbook, "服务活动", lambda xml: xml.replace("<sheetData>", "<sheetData>" + " " * (300 << 20)))
+    put(inbox, clean("2023-ST-02"))
+    monkeypatch.setenv("ETL_WORKER_MEMORY_MIB", "128")
+    run = run_etl(inbox, sqlite_url)
+    found = run.findings(package=spec.name)
+    assert set(found.rule_id) == {"P008"} and "内存" in found.message.iloc[0] and "128" in found.message.iloc[0]
+    assert run.status("2023-ST-01") == "rejected" and run.status("2023-ST-02") == "accepted"
+
+
+def test_xls_xlsm_hidden_sheet_and_merged_title_are_read_as_meant(clean, inbox, sqlite_url, run_etl):
+    import xlwt
+
+    xls = clean("2023-ST-01")
+    book = xlwt.Workbook(encoding="utf-8")
+    for name, rows in xls.sheets.items():
+        sheet = book.add_sheet(name)
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                if value is not None:
+                    sheet.write(r, c, value if isinstance(value, (str, int)) else str(value))
+    buffer = io.BytesIO()
+    book.save(buffer)
+    xls.workbook_name = "材料.xls"
+    workbook = _folder_package(inbox, xls)
+    times = [(p, p.stat()) for p in (workbook, workbook.parent)]
+    workbook.unlink()
+    (workbook.parent / "材料.xls").write_bytes(buffer.getvalue())
+    os.utime(workbook.parent / "材料.xls", ns=(times[0][1].st_atime_ns, times[0][1].st_mtime_ns))
+    os.utime(workbook.parent, ns=(times[1][1].st_atime_ns, times[1][1].st_mtime_ns))
+
+    xlsm = clean("2023-ST-02")
+    xlsm.workbook_name = "材料.xlsm"
+    titled = xlsm.sheets["经费支出"]
+    titled.insert(0, ["2023年度经费支出明细表"] + [None] * (len(titled[0]) - 1))
+    workbook = _folder_package(inbox, xlsm)
+    _edit_sheet(workbook, "经费支出", lambda xml: xml.replace("</sheetData>", '</sheetData><mergeCells count="1">'
+                                                         '<mergeCell ref="A1:H1"/></mergeCells>'))
+    with zipfile.ZipFile(workbook) as archive:
+        contents = {i.filename: archive.read(i) for i in archive.infolist()}
+    book_xml = contents["xl/workbook.xml"].decode("utf-8")
+    contents["xl/workbook.xml"] = re.sub(r'(<sheet name="服务活动")', r'\1 state="hidden"', book_xml).encode("utf-8")
+    _rewrite(workbook, contents)
+
+    run = run_etl(inbox, sqlite_url)
+    for spec in (xls, xlsm):
+        assert run.findings(package=spec.name).empty, run.findings(package=spec.name).to_string()
+    assert run.status("2023-ST-01") == "accepted" and run.status("2023-ST-02") == "accepted"
+
+
+def test_results_do_not_depend_on_the_pool(clean, inbox, run_etl, monkeypatch, tmp_path):
+    put(inbox, clean("2023-ST-01"))
+    bad = clean("2023-ST-02")
+    bad.sheets["经费支出"][2][4] = "十元"
+    put(inbox, bad)
+    exports = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("ETL_WORKERS", workers)
+        run = run_etl(inbox, f"sqlite:///{tmp_path / workers}.db", tmp_path / f"exports-{workers}")
+        exports[workers] = [(run.dir / name).read_bytes() for name in ("issues.csv", "reconciliation.csv")]
+    assert list(run.findings(package=bad.name).rule_id) == ["S002"]
+    assert exports["1"] == exports["2"]
