@@ -346,7 +346,7 @@ def part_validate(args: argparse.Namespace) -> dict:
     began = time.perf_counter()
     batch = []
     for package_id, path in enumerate(sorted((Path(args.inbox) / str(args.year)).glob("*.zip")), start=1):
-        sheets = read_sheets(*zip_members(path))
+        sheets = read_sheets(*zip_members(path)).sheets
         code = sheets["基本信息"].frame.iloc[0]["project_code"]
         batch.append(PackageSheets(package_id, args.year, registry.project(code), sheets))
     parse_s = time.perf_counter() - began
@@ -411,7 +411,7 @@ def xlsx_measure(lines: int) -> dict[str, float]:
     from assets.sheets import read_sheets
 
     def pipeline(data: bytes) -> int:
-        return len(read_sheets(data)["经费支出"].frame) + 1  # + the header row
+        return len(read_sheets(data).sheets["经费支出"].frame) + 1  # + the header row
 
     def grid(data: bytes) -> int:
         sheet = CalamineWorkbook.from_filelike(io.BytesIO(data)).get_sheet_by_name("经费支出")
