@@ -364,8 +364,9 @@ def validate_batch(batch: _Batch) -> _Outcome:
         except UnreadableWorkbook:
             extra[version.package_id].append(make_finding("P001", detail="工作簿无法打开"))
             continue
-        extra[version.package_id] += [make_finding("P001", detail=f"工作表“{typed}”无法读取")
-                                      for typed in read.unreadable.values()]
+        extra[version.package_id] += [
+            make_finding("P001", sheet=typed, detail=f"工作表“{typed}”已损坏、无法读取，请用 Excel/WPS 打开后另存")
+            for typed in read.unreadable.values()]
         sheets = read.sheets
         sheets_batch.append(PackageSheets(version.package_id, batch.year, version.project, sheets))
         formulas[version.package_id] = formula_findings(read)

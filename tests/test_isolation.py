@@ -211,3 +211,74 @@ def test_results_do_not_depend_on_the_pool(clean, inbox, run_etl, monkeypatch, t
         exports[workers] = [(run.dir / name).read_bytes() for name in ("issues.csv", "reconciliation.csv")]
     assert list(run.findings(package=bad.name).rule_id) == ["S002"]
     assert exports["1"] == exports["2"]
+
+
+# --- damaged workbooks, sheet by sheet --------------------------------------------------------
+
+def _mutations() -> dict[str, callable]:
+    """Ways a tool or a disk damages a workbook's 经费支出 sheet (or the parts it points into)."""
+    def sheet(edit):
+        return ("sheet", edit)
+
+    return {
+        "truncated sheet xml": sheet(lambda xml: xml[: len(xml) // 2]),
+        "not xml at all": sheet(lambda xml: "\x00\xff garbage"),
+        "negative row": sheet(lambda xml: xml.replace('r="2"', 'r="-2"', 1)),
+        "error cell": sheet(lambda xml: re.sub(r'<c r="E2"[^>]*>.*?</c>', '<c r="E2" t="e"><v>#DIV/0!</v></c>', xml, count=1)),
+        "bad iso date cell": sheet(lambda xml: re.sub(r'<c r="B2"[^>]*>.*?</c>', '<c r="B2" t="d"><v>2023-13-45</v></c>', xml, count=1)),
+        "huge merge": sheet(lambda xml: xml.replace("</sheetData>", '</sheetData><mergeCells count="1"><mergeCell ref="A1:XFD1048576"/></mergeCells>')),
+        "bad shared string index": sheet(lambda xml: re.sub(r'(t="s"[^>]*><v>)\d+', r"\g<1>4294967295", xml, count=1)),
+        "no shared strings part": ("drop", "xl/sharedStrings.xml"),
+        "no styles part": ("drop", "xl/styles.xml"),
+        "broken styles": ("replace", "xl/styles.xml"),
+    }
+
+
+def _damaged(workbook: bytes, how) -> bytes:
+    kind, what = how
+    with zipfile.ZipFile(io.BytesIO(workbook)) as archive:
+        contents = {info.filename: archive.read(info) for info in archive.infolist()}
+        member = sheet_members(archive)["经费支出"]
+    if kind == "sheet":
+        contents[member] = what(contents[member].decode("utf-8")).encode("utf-8", "surrogateescape")
+    elif kind == "drop":
+        contents.pop(what)
+    else:
+        contents[what] = b"<styleSheet><cellXfs count='9'><xf numFmtId='oops'/></cellXfs>"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def test_damaged_workbooks_end_as_findings_never_as_errors(clean, registry):
+    from assets.validation import _Batch, _Outcome, _Version, validate_batch
+    from etl.sample.builder import write_workbook
+
+    spec = clean("2023-ST-01")
+    buffer = io.BytesIO()
+    write_workbook(spec.sheets, buffer)
+    project = registry.project("2023-ST-01")
+    listing = [dict(path=path, size=len(data)) for path, data in spec.files.items()]
+    versions = [_Version(i, project.code, True, project, "", "key", workbook=_damaged(buffer.getvalue(), how),
+                         files=listing)
+                for i, how in enumerate(_mutations().values())]
+    names = list(_mutations())
+    # Each alone (as the pool retries a failed batch), then all in one batch.
+    for version, (_, outcome) in zip(versions, map_isolated(validate_batch, [_Batch(2023, [v]) for v in versions], POOL)):
+        assert isinstance(outcome, _Outcome), (names[version.package_id], outcome)
+    [(_, together)] = map_isolated(validate_batch, [_Batch(2023, versions)], POOL)
+    assert isinstance(together, _Outcome)
+    rules = {names[pid]: {f["rule_id"] for f in together.findings if f["package_id"] == pid} for pid in range(len(names))}
+    # Damage a reader cannot get past is P001 naming the sheet; what it reads past is judged as read
+    # (an error cell is blank, dates without their styles are serial numbers); a merge over the whole
+    # sheet changes nothing and builds no grid.
+    assert rules == {
+        "truncated sheet xml": {"P001"}, "not xml at all": {"P001"}, "negative row": {"P001"},
+        "error cell": {"S003"}, "bad iso date cell": {"S002"}, "huge merge": set(),
+        "bad shared string index": {"P001"}, "no shared strings part": {"P001"}, "no styles part": {"S002"},
+        "broken styles": {"P001"},
+    }
+    messages = {names[f["package_id"]]: f["message"] for f in together.findings if f["rule_id"] == "P001"}
+    assert all("经费支出" in messages[name] for name in ("truncated sheet xml", "bad shared string index"))
