@@ -26,7 +26,7 @@ from assets.partitions import single_run, year_partitions, years_of_run
 from assets import feedback
 from assets.incremental import code_hash
 from assets.national import national_sync
-from assets.summary_workbook import write_summary
+from assets.summary_workbook import atomic_path, write_summary
 from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
 from schemas.values import fen_to_yuan
 
@@ -39,9 +39,8 @@ ISSUE_COLUMNS = ["year", "project_code", "package", "rule_id", "severity", "shee
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    partial = path.with_name(path.name + ".partial")
-    frame.to_csv(partial, index=False, encoding="utf-8-sig", lineterminator="\n")
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        frame.to_csv(partial, index=False, encoding="utf-8-sig", lineterminator="\n")
     return path
 
 

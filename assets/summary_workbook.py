@@ -8,6 +8,7 @@ like "=HYPERLINK(...)", and xlsxwriter's `write()` would make them live formulas
 
 from __future__ import annotations
 
+import filecmp
 import os
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -62,12 +63,15 @@ def display_width(value: str) -> int:
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a partial name to write to; on success rename it over `path`, so a reader never sees half a file."""
+    """Yield a partial name to write to; on success rename it over `path`, so a reader never sees half a
+    file. A file whose new bytes are its old ones is left as it was (same time, no churn for whoever
+    watches the folder): exports rewrite only what changed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.xlsx")
+    partial = path.with_suffix(".partial" + path.suffix)
     try:
         yield partial
-        os.replace(partial, path)
+        if not (path.exists() and filecmp.cmp(partial, path, shallow=False)):
+            os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
 
@@ -278,8 +282,11 @@ def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.D
     """Write summary.xlsx (汇总表, 问题清单, 结余退回, 国家系统报送) atomically; return its path."""
     with atomic_path(path) as partial:
         # Belt and braces with write_string: no text is ever turned into a formula, number or link.
+        # in_memory and a fixed creation time: the same year gives the same bytes, so an unchanged
+        # summary is not rewritten (atomic_path).
         book = xlsxwriter.Workbook(str(partial), {"strings_to_formulas": False, "strings_to_numbers": False,
-                                                  "strings_to_urls": False})
+                                                  "strings_to_urls": False, "in_memory": True})
+        book.set_properties({"created": datetime(year, 1, 1)})
         formats = _Formats(book)
         rows, total = summary_rows(projects, reconciliation)
         _write_table(book, formats, name="汇总表", title=f"{year}年度专家服务基层项目汇总表",
