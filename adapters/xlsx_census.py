@@ -148,8 +148,9 @@ def _last_row_before_gap(rows: list[int]) -> int:
 
 def _may_hold_formulas(xml: bytes) -> bool:
     """A cheap look for a formula element (<f>, <f …>, or with a namespace prefix) before the cell scan."""
-    # Every formula element ends "…f>" or "<f …"/"<x:f …" (with attributes); one sweep each.
-    return (b"f>" in xml or b"<f " in xml or b":f " in xml) and bool(_FORMULA.search(xml))
+    # Every sheet with a formula has an element ending "f>" (<f>, </f>, </x:f>): a shared formula's
+    # self-closed followers come with their first cell's <f …>…</f>. One sweep, no regex.
+    return b"f>" in xml and bool(_FORMULA.search(xml))
 
 
 def _formulas_without_value(xml: bytes) -> list[tuple[int, int]]:
