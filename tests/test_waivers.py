@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import dagster as dg
 import pandas as pd
 import pytest
 from openpyxl import load_workbook
@@ -13,8 +14,11 @@ from sqlalchemy import create_engine, func, select
 
 from adapters.warehouse import store
 from adapters.warehouse.models import Waiver, WaiverRevocation
+from assets.partitions import PROJECTS_TAG
 from etl.cli import main as cli_main
-from tests.conftest import put
+from etl.definitions import build_definitions
+from etl.waiver_jobs import after_waiver
+from tests.conftest import Run, put
 
 REJECTED = "2023-GT-01"  # a national team: it also files a national report once accepted
 REASON = "设备系租赁，经电话确认属劳务费"
@@ -147,3 +151,36 @@ def test_a_waiver_narrowed_to_a_row_or_sheet(clean, inbox, sqlite_url, run_etl, 
         "--database-url", sqlite_url, *scope)
     run = run_etl(inbox, sqlite_url, tmp_path / "e2")
     assert (run.status(REJECTED) == "accepted") is covered
+
+
+def test_the_launchpad_jobs_record_and_revoke_and_redo_only_that_project(clean, inbox, database_url, run_etl,
+                                                                          tmp_path):
+    put(inbox, _bad_category(clean))
+    put(inbox, clean("2023-ST-01"))
+    export = tmp_path / "exports"
+    assert run_etl(inbox, database_url, export).status(REJECTED) == "rejected"
+    defs = build_definitions(inbox=str(inbox), exports=str(export), database_url=database_url)
+    config = {"year": 2023, "project": REJECTED, "rule": "S004", "by": "张三", "reason": REASON}
+    with dg.instance_for_test() as instance:
+        for job, op, op_config, status in (
+                ("record_waiver_job", "record_waiver_op", config, "accepted"),
+                ("revoke_waiver_job", "revoke_waiver_op", {"waiver_id": 1, "by": "李四", "reason": "复核"}, "rejected")):
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, run_config={"ops": {op: {"config": op_config}}})
+            assert result.success
+            context = dg.build_run_status_sensor_context(
+                sensor_name="after_waiver", dagster_instance=instance, dagster_run=result.dagster_run,
+                dagster_event=result.get_run_success_event(),
+                resources={name: defs.resources[name] for name in ("warehouse", "registry")})
+            request = after_waiver(context)
+            assert request.partition_key == "2023" and request.tags == {PROJECTS_TAG: REJECTED}
+            follow_up = defs.resolve_job_def("nightly_job").execute_in_process(
+                instance=instance, partition_key=request.partition_key, tags=request.tags)
+            assert follow_up.success
+            assert Run(export).status(REJECTED) == status
+            assert Run(export).status("2023-ST-01") == "accepted"
+        bad = defs.resolve_job_def("revoke_waiver_job").execute_in_process(
+            instance=instance, run_config={"ops": {"revoke_waiver_op": {"config": {"waiver_id": 1, "by": "李四",
+                                                                                    "reason": "再次"}}}},
+            raise_on_error=False)
+        assert not bad.success  # revoked once; the operator reads why in the run's failure
