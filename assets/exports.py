@@ -26,8 +26,9 @@ from assets import changes as changes_module, manifest
 from assets.changes import package_changes, write_changes
 from assets.incremental import code_hash
 from assets.national import national_sync
+from assets.reconciliation import KEYS as RECONCILIATION_KEYS
 from assets.summary_workbook import write_summary
-from assets.waivers import waiver_table
+from assets.waivers import unmatched, waiver_table
 from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
 from schemas.values import fen_to_yuan
 
@@ -103,6 +104,7 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
     money = reconciliation_table(engine, year)
     national = national_table(engine, year)
     states = manifest.project_states(projects, money, registry, waiver_ids, rules)
+    waivers = waiver_table(engine, year)
     changes = write_changes_workbooks(engine, year, out_dir / "changes")
     written = {
         "projects": projects,
@@ -111,8 +113,9 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
         "projects_csv": write_csv(projects, out_dir / "projects.csv"),
         "issues_csv": write_csv(issues, out_dir / "issues.csv"),
         "reconciliation_csv": write_csv(money, out_dir / "reconciliation.csv"),
+        "waivers": waivers,
         "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=year, projects=projects, issues=issues,
-                                      reconciliation=money, national=national, waivers=waiver_table(engine, year),
+                                      reconciliation=money, national=national, waivers=waivers,
                                       changed=manifest.changed_projects(previous, states), versions=versions),
         "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
                                              version_keys=changes, versions=versions),
@@ -130,15 +133,16 @@ _CHANGES_CODE = code_hash(changes_module)
 
 def write_changes_workbooks(engine: Engine, year: int, out_dir: Path) -> dict[str, str]:
     """changes/<code>.xlsx for every project with more than one package version (its last two; a
-    stale file of a project that no longer has two is removed). A file whose versions and code are
-    as when it was written is left alone. Returns project -> that key (the feedback keys on it)."""
+    stale file of a project that no longer has two is removed). A file whose versions, their
+    findings' keys (validation, money) and code are as when it was written is left alone. Returns project -> that key (the feedback keys on it)."""
     with engine.connect() as conn:
-        versions: dict[str, list[int]] = defaultdict(list)
+        versions: dict[str, list[tuple]] = defaultdict(list)
         for p in store.package_versions(conn, year):
-            versions[p.project_code].append(p.id)
+            versions[p.project_code].append((p.id, p.validated_key))
         written = store.fingerprints(conn, year, _CHANGES)
-        keys = {code: hashlib.sha256(f"{_CHANGES_CODE}:{ids[-2:]}".encode()).hexdigest()
-                for code, ids in versions.items() if len(ids) > 1}
+        money = store.fingerprints(conn, year, RECONCILIATION_KEYS)  # the versions' money findings
+        keys = {code: hashlib.sha256(f"{_CHANGES_CODE}:{found[-2:]}:{money.get(code)}".encode()).hexdigest()
+                for code, found in versions.items() if len(found) > 1}
         changed: dict[str, str | None] = {}
         for code, key in sorted(keys.items()):
             name = f"{code}.xlsx"
@@ -252,5 +256,13 @@ def year_exports(
         metadata[f"{year} reconciliation.csv"] = dg.MetadataValue.path(str(written["reconciliation_csv"].resolve()))
         metadata[f"{year} summary.xlsx"] = dg.MetadataValue.path(str(written["summary_xlsx"].resolve()))
         metadata[f"{year} feedback"] = dg.MetadataValue.path(str(written["feedback"].resolve()))
+        metadata[f"{year} manifest.json"] = dg.MetadataValue.path(str(written["manifest"].resolve()))
+        # A waiver that covers nothing (the unit fixed it, or a mistyped scope) is the operator's to look at.
+        idle = unmatched(written["waivers"])
+        metadata[f"{year} 未匹配任何问题的豁免"] = dg.MetadataValue.md(
+            idle[["id", "project_code", "rule_id", "package", "sheet", "row", "recorded_by", "reason"]]
+            .to_markdown(index=False) if len(idle) else "无")
+        if len(idle):
+            context.log.warning(f"{year}: waivers matching no finding: {', '.join(map(str, idle['id']))}")
         context.log.info(f"exports for {year}: {by_status}, {len(issues)} findings")
     return dg.MaterializeResult(metadata=metadata)

@@ -184,3 +184,29 @@ def test_the_launchpad_jobs_record_and_revoke_and_redo_only_that_project(clean, 
                                                                                     "reason": "再次"}}}},
             raise_on_error=False)
         assert not bad.success  # revoked once; the operator reads why in the run's failure
+
+
+def test_waivers_survive_new_versions_unless_narrowed_to_a_package(clean, inbox, database_url, run_etl, tmp_path,
+                                                                    capsys):
+    versions = {}
+    for code in (REJECTED, "2023-ST-04"):
+        for n in (1, 2):
+            spec = clean(code)
+            spec.name = f"{code}-v{n}.zip"
+            spec.sheets["经费支出"][2][2] = "设备购置费"  # the same S004 in both versions
+            spec.modified_at = spec.modified_at.replace(day=spec.modified_at.day + n)
+            versions[code, n] = spec
+        put(inbox, versions[code, 1])
+    run_etl(inbox, database_url, tmp_path / "e1")
+    base = ["--year", "2023", "--rule", "S004", "--by", "张三", "--reason", REASON, "--database-url", database_url]
+    assert cli(capsys, "waive", "--project", REJECTED, *base)[0] == 0
+    assert cli(capsys, "waive", "--project", "2023-ST-04", "--package", "2023-ST-04-v1.zip", *base)[0] == 0
+    first = run_etl(inbox, database_url, tmp_path / "e2")
+    assert first.status(REJECTED) == "accepted" and first.status("2023-ST-04") == "accepted"
+    for code in (REJECTED, "2023-ST-04"):
+        put(inbox, versions[code, 2])
+    second = run_etl(inbox, database_url, tmp_path / "e3")
+    assert second.status(REJECTED) == "accepted"  # the package in use, whichever it is
+    assert second.status("2023-ST-04") == "rejected"  # that package only: the new one is not covered
+    waived = second.issues[second.issues.waived == "true"]
+    assert sorted(waived.package) == [f"{REJECTED}-v2.zip", "2023-ST-04-v1.zip"]

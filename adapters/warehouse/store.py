@@ -238,15 +238,17 @@ def fatal_package_ids(conn: Connection, package_ids: Sequence[int], stages: Sequ
     """Which of these packages have a fatal finding from one of these stages that no active waiver
     covers. The one place where "is this package rejected" is decided (reconciliation, the national
     report and the project's status all ask here or count with waived_findings)."""
-    rows = conn.execute(
-        select(FindingRow.id, FindingRow.package_id, FindingRow.year, FindingRow.project_code)
-        .where(FindingRow.package_id.in_(list(package_ids)), FindingRow.stage.in_(list(stages)),
-               FindingRow.severity == "fatal")
-    ).all()
-    waived: set[int] = set()
-    for year in {r.year for r in rows}:
-        waived |= set(waived_findings(conn, year, {r.project_code for r in rows if r.year == year}))
-    return {r.package_id for r in rows if r.id not in waived}
+    where = (FindingRow.package_id.in_(list(package_ids)), FindingRow.stage.in_(list(stages)),
+             FindingRow.severity == "fatal")
+    fatal = conn.execute(select(FindingRow.package_id, FindingRow.year).distinct().where(*where)).all()
+    waiving = {year for year in {y for _, y in fatal} if active_waivers(conn, year)}
+    rejected = {pid for pid, year in fatal if year not in waiving}
+    for year in waiving:  # only then are the findings themselves looked at
+        rows = conn.execute(select(FindingRow.id, FindingRow.package_id, FindingRow.project_code)
+                            .where(*where, FindingRow.year == year)).all()
+        waived = waived_findings(conn, year, {r.project_code for r in rows})
+        rejected |= {r.package_id for r in rows if r.id not in waived}
+    return rejected
 
 
 def replace_reconciliation(conn: Connection, year: int, codes: Sequence[str], rows: list[dict]) -> None:
