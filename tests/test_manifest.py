@@ -14,6 +14,7 @@ from sqlalchemy import create_engine
 from adapters.fee_caps import DEFAULT_FEE_CAPS
 from adapters.registry import DEFAULT_REGISTRY_DIR
 from adapters.warehouse import store
+from assets.manifest import changed_projects
 from etl.cli import main as cli_main
 from tests.conftest import Run, put
 
@@ -93,3 +94,22 @@ def test_rule_data_change_changes_the_rules_version_and_rereads_no_package(clean
     # Fee caps are money rules: the projects are reconciled again, no package is validated again.
     assert validated_after == validated_before
     assert money_after.keys() == money_before.keys() and money_after != money_before
+
+
+def test_changed_projects_say_why():
+    base = dict(status="rejected", spent={"市级经费": ""}, package="a.zip", waivers=[], rules="r1", registry="g1")
+    previous = {"A": base, "B": base, "C": base, "D": base}
+    current = {
+        "A": dict(base, status="accepted", spent={"市级经费": "100.00"}, package="b.zip"),  # a corrected package
+        "B": dict(base, status="accepted", waivers=[3]),  # a waiver
+        "C": dict(base, rules="r2"),  # new rules, same outcome: not listed
+        "D": dict(base, status="accepted", rules="r2", registry="g2"),
+        "E": dict(base, status="accepted"),  # first seen: nothing to compare
+    }
+    assert [(c["project_code"], c["status_before"], c["status_now"], c["spent_before"], c["spent_now"], c["reasons"])
+            for c in changed_projects(previous, current)] == [
+        ("A", "rejected", "accepted", "", "100.00", "新材料包"),
+        ("B", "rejected", "accepted", "", "", "豁免"),
+        ("D", "rejected", "accepted", "", "", "规则、登记册"),
+    ]
+    assert changed_projects({}, current) == []
