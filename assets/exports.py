@@ -24,9 +24,13 @@ from adapters.workers import WorkerFailure, map_isolated
 from assets.overview import project_overview
 from assets.partitions import single_run, year_partitions, years_of_run
 from assets import feedback
+from assets import changes as changes_module, manifest
+from assets.changes import package_changes, write_changes
 from assets.incremental import code_hash
 from assets.national import national_sync
+from assets.reconciliation import KEYS as RECONCILIATION_KEYS
 from assets.summary_workbook import atomic_path, write_summary
+from assets.waivers import unmatched, waiver_table
 from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
 from schemas.values import fen_to_yuan
 
@@ -35,7 +39,10 @@ RECONCILIATION_COLUMNS = ["year", "project_code", "funding_source", "granted", "
                           # added after the contract's columns: what the unit declared, for the operator
                           "declared_total", "audited_total", "refund_to_declared", "package"]
 NATIONAL_COLUMNS = ["project_code", "version", "status", "receipt_no", "attempts", "last_error", "server_time"]
-ISSUE_COLUMNS = ["year", "project_code", "package", "rule_id", "severity", "sheet", "row", "column", "value", "message"]
+# waived, waived_by, waiver_reason: added after the contract's columns (an operator's waiver, issue 13).
+ISSUE_COLUMNS = ["year", "project_code", "package", "rule_id", "severity", "sheet", "row", "column", "value", "message",
+                 "waived", "waived_by", "waiver_reason"]
+_FOUND_COLUMNS = ISSUE_COLUMNS[1:10]  # what the warehouse stores of a finding
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -45,12 +52,18 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def issues_table(engine: Engine, year: int) -> pd.DataFrame:
+    """issues.csv: every finding, a waived one marked with who waived it and why."""
     with engine.connect() as conn:
         rows = store.findings(conn, year)
-    frame = pd.DataFrame([r._asdict() for r in rows], columns=[c for c in ISSUE_COLUMNS if c != "year"])
+        waived = store.waived_findings(conn, year)
+    frame = pd.DataFrame([r._asdict() for r in rows], columns=["finding_id", *_FOUND_COLUMNS])
     frame.insert(0, "year", year)
     frame["row"] = frame["row"].astype("Int64")
-    return frame.fillna({"project_code": "", "package": ""})
+    ids = frame.pop("finding_id")
+    frame["waived"] = ids.isin(list(waived)).map({True: "true", False: "false"})
+    frame["waived_by"] = ids.map({fid: w.recorded_by for fid, w in waived.items()})
+    frame["waiver_reason"] = ids.map({fid: w.reason for fid, w in waived.items()})
+    return frame.fillna({"project_code": "", "package": "", "waived_by": "", "waiver_reason": ""})[ISSUE_COLUMNS]
 
 
 def reconciliation_table(engine: Engine, year: int) -> pd.DataFrame:
@@ -76,24 +89,73 @@ def national_table(engine: Engine, year: int) -> pd.DataFrame:
     return pd.DataFrame(outbox.filings(engine, year), columns=NATIONAL_COLUMNS)[NATIONAL_COLUMNS]
 
 
-def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path) -> dict[str, Path | pd.DataFrame]:
-    """Every export file of the year, from what the warehouse holds now."""
+def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *, run_id: str = "",
+                       registry_path: str | None = None) -> dict[str, Path | pd.DataFrame]:
+    """Every export file of the year, from what the warehouse holds now; manifest.json last."""
+    year = registry.year
+    rules, registry_version = manifest.rules_version(), manifest.registry_version(year, registry_path)
+    versions = manifest.versions_line(rules, registry_version)
     with engine.connect() as conn:
         projects = project_overview(conn, registry)
-    issues = issues_table(engine, registry.year)
-    money = reconciliation_table(engine, registry.year)
-    national = national_table(engine, registry.year)
-    return {
+        waiver_ids: dict[str, list[int]] = defaultdict(list)
+        for w in store.active_waivers(conn, year):
+            waiver_ids[w.project_code].append(w.id)
+        previous = store.exported_states(conn, year)
+    issues = issues_table(engine, year)
+    money = reconciliation_table(engine, year)
+    national = national_table(engine, year)
+    states = manifest.project_states(projects, money, registry, waiver_ids, rules)
+    waivers = waiver_table(engine, year)
+    changes = write_changes_workbooks(engine, year, out_dir / "changes")
+    written = {
         "projects": projects,
         "issues": issues,
         "reconciliation": money,
         "projects_csv": write_csv(projects, out_dir / "projects.csv"),
         "issues_csv": write_csv(issues, out_dir / "issues.csv"),
         "reconciliation_csv": write_csv(money, out_dir / "reconciliation.csv"),
-        "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=registry.year, projects=projects, issues=issues,
-                                      reconciliation=money, national=national),
-        "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback"),
+        "waivers": waivers,
+        "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=year, projects=projects, issues=issues,
+                                      reconciliation=money, national=national, waivers=waivers,
+                                      changed=manifest.changed_projects(previous, states), versions=versions),
+        "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
+                                             version_keys=changes, versions=versions),
+        "changes": out_dir / "changes",
     }
+    with engine.begin() as conn:
+        store.replace_exported_states(conn, year, states)
+    written["manifest"] = manifest.write_manifest(out_dir, run_id=run_id, rules=rules, registry=registry_version)
+    return written
+
+
+_CHANGES = "changes/"  # fingerprints of the changes workbooks, by file name
+_CHANGES_CODE = code_hash(changes_module)
+
+
+def write_changes_workbooks(engine: Engine, year: int, out_dir: Path) -> dict[str, str]:
+    """changes/<code>.xlsx for every project with more than one package version (its last two; a
+    stale file of a project that no longer has two is removed). A file whose versions, their
+    findings' keys (validation, money) and code are as when it was written is left alone. Returns project -> that key (the feedback keys on it)."""
+    with engine.connect() as conn:
+        versions: dict[str, list[tuple]] = defaultdict(list)
+        for p in store.package_versions(conn, year):
+            versions[p.project_code].append((p.id, p.validated_key))
+        written = store.fingerprints(conn, year, _CHANGES)
+        money = store.fingerprints(conn, year, RECONCILIATION_KEYS)  # the versions' money findings
+        keys = {code: hashlib.sha256(f"{_CHANGES_CODE}:{found[-2:]}:{money.get(code)}".encode()).hexdigest()
+                for code, found in versions.items() if len(found) > 1}
+        changed: dict[str, str | None] = {}
+        for code, key in sorted(keys.items()):
+            name = f"{code}.xlsx"
+            if written.get(name) != key or not (out_dir / name).exists():
+                write_changes(out_dir / name, package_changes(conn, year, code), year)
+                changed[name] = key
+    for name in written.keys() - {f"{code}.xlsx" for code in keys}:
+        (out_dir / name).unlink(missing_ok=True)
+        changed[name] = None
+    with engine.begin() as conn:
+        store.set_fingerprints(conn, year, _CHANGES, changed)
+    return keys
 
 
 _FEEDBACK = "feedback/"  # fingerprints of the feedback files, by file name
@@ -101,12 +163,15 @@ _FEEDBACK_CODE = code_hash(feedback)  # a changed workbook layout rewrites every
 
 
 def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: pd.DataFrame, issues: pd.DataFrame,
-                             out_dir: Path) -> Path:
+                             out_dir: Path, *, version_keys: dict[str, str] | None = None, versions: str = "") -> Path:
     """feedback/<code>.xlsx for every registered project with something to act on: its findings, and
     a marked copy of its workbook. A project with no finding gets none (a stale one is removed).
     A file whose project, status and findings are as when it was last written is left as it is, so a
-    backfill rewrites only what it changed (a file costs ~20 ms)."""
+    backfill rewrites only what it changed (a file costs ~20 ms). A project with several package
+    versions gets a 版本变更 sheet (version_keys: project -> its changes' key, write_changes_workbooks);
+    `versions` (rule set and registry) goes on every cover."""
     year = registry.year
+    version_keys = version_keys or {}
     # Positions of each project's findings, and one hash per finding for the whole table at once: a
     # national year has thousands of projects, of which a backfill changes a few.
     rows_of = issues.groupby("project_code").indices if len(issues) else {}
@@ -117,7 +182,7 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
     for row in projects.itertuples(index=False):
         positions = rows_of.get(row.project_code)
         if positions is not None:
-            wanted[row.project_code] = _fingerprint(row, hashes[positions])
+            wanted[row.project_code] = _fingerprint(row, hashes[positions], versions + version_keys.get(row.project_code, ""))
     todo = [code for code, fp in wanted.items()
             if written.get(f"{code}.xlsx") != fp or not (out_dir / f"{code}.xlsx").exists()]
     changes: dict[str, str | None] = {}
@@ -130,6 +195,7 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
         in_use = {p.project_code: p.id for p in store.package_versions(conn, year, todo)}  # the newest wins
         blobs = store.package_blobs(conn, list(in_use.values()))
         sheets = store.package_sheets(conn, list(in_use.values()))
+        diffs = {code: package_changes(conn, year, code) for code in todo if code in version_keys}
     rows = {row.project_code: row for row in projects.itertuples(index=False)}
     sheets_of: dict[int, dict[str, dict]] = defaultdict(dict)
     for (package_id, sheet), found in sheets.items():
@@ -145,7 +211,7 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
                 findings=issues.iloc[rows_of[code]],
                 workbook=blobs[package_id][0] if package_id is not None else None,
                 sheets=sheets_of[package_id] if package_id is not None else {},
-                deadline=registry.deadline.isoformat(),
+                deadline=registry.deadline.isoformat(), changes=diffs.get(code), versions=versions,
             )
 
     # Written across the worker pool: the copy of the unit's workbook reads untrusted bytes again.
@@ -162,10 +228,11 @@ def _write_feedback(job: dict) -> Path:
     return feedback.write_feedback(**job)
 
 
-def _fingerprint(project_row, finding_hashes: np.ndarray) -> str:
-    """What a feedback workbook is made of: the code that writes it, the project's state and every
-    finding (pandas' row hashes are stable from run to run), as exported."""
-    digest = hashlib.sha256(_FEEDBACK_CODE.encode("ascii"))
+def _fingerprint(project_row, finding_hashes: np.ndarray, extra: str) -> str:
+    """What a feedback workbook is made of: the code that writes it, the project's state, every
+    finding (pandas' row hashes are stable from run to run), as exported, and `extra` (the versions
+    on its cover, its changes' key)."""
+    digest = hashlib.sha256(f"{_FEEDBACK_CODE}:{extra}".encode("utf-8"))
     digest.update(repr(tuple(project_row)).encode("utf-8"))
     digest.update(finding_hashes.tobytes())
     return digest.hexdigest()
@@ -181,10 +248,12 @@ def year_exports(
 ) -> dg.MaterializeResult:
     """年度导出文件，写入 <导出目录>/<年度>/：projects.csv（每个立项项目的状态）、issues.csv（全部问题清单）、
     reconciliation.csv（按项目和经费来源的对账）、summary.xlsx（市人社局汇总工作簿：汇总表、问题清单、
-    结余退回、国家系统报送）和 feedback/<项目编号>.xlsx（发给依托单位的问题清单及标注副本）。"""
+    结余退回、国家系统报送、豁免记录、本次变化）、feedback/<项目编号>.xlsx（发给依托单位的问题清单及标注副本）、
+    changes/<项目编号>.xlsx（多次报送项目的版本变更）和 manifest.json（规则版本、登记册版本及各文件哈希）。"""
     metadata: dict[str, dg.MetadataValue] = {}
     for year in years_of_run(context):
-        written = write_year_exports(warehouse.engine(), registry.year(year), exports.year_dir(year))
+        written = write_year_exports(warehouse.engine(), registry.year(year), exports.year_dir(year),
+                                     run_id=context.run.run_id, registry_path=registry.path or None)
         projects, issues = written["projects"], written["issues"]
         by_status = {PROJECT_STATUS_ZH.get(s, s): n for s, n in projects["status"].value_counts().items()}
         by_rule = issues.groupby(["rule_id", "severity"]).size().reset_index(name="count")
@@ -198,5 +267,13 @@ def year_exports(
         metadata[f"{year} reconciliation.csv"] = dg.MetadataValue.path(str(written["reconciliation_csv"].resolve()))
         metadata[f"{year} summary.xlsx"] = dg.MetadataValue.path(str(written["summary_xlsx"].resolve()))
         metadata[f"{year} feedback"] = dg.MetadataValue.path(str(written["feedback"].resolve()))
+        metadata[f"{year} manifest.json"] = dg.MetadataValue.path(str(written["manifest"].resolve()))
+        # A waiver that covers nothing (the unit fixed it, or a mistyped scope) is the operator's to look at.
+        idle = unmatched(written["waivers"])
+        metadata[f"{year} 未匹配任何问题的豁免"] = dg.MetadataValue.md(
+            idle[["id", "project_code", "rule_id", "package", "sheet", "row", "recorded_by", "reason"]]
+            .to_markdown(index=False) if len(idle) else "无")
+        if len(idle):
+            context.log.warning(f"{year}: waivers matching no finding: {', '.join(map(str, idle['id']))}")
         context.log.info(f"exports for {year}: {by_status}, {len(issues)} findings")
     return dg.MaterializeResult(metadata=metadata)

@@ -29,10 +29,11 @@ from xlsxwriter.worksheet import Worksheet
 
 from adapters.registry import LEVEL_ZH, TYPE_ZH
 from adapters.workbook import Grid, UnreadableWorkbook, Workbook
-from assets.summary_workbook import atomic_path, display_width, integer, text
+from assets.changes import PackageChanges
+from assets.summary_workbook import atomic_path, display_width, integer, text, waiver_note
 from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
 
-COVER, LIST = "说明", "问题清单"
+COVER, LIST, CHANGES = "说明", "问题清单", "版本变更"
 # ARGB, as a reader (openpyxl, Excel's XML) gives a cell's fill back.
 FATAL_FILL = "FFFF9999"
 WARNING_FILL = "FFFFEB84"
@@ -44,7 +45,7 @@ _CREATED = dt.datetime(2023, 1, 1)
 # The cover names only the first few findings; the rest are in 问题清单.
 _COVER_LINES = 10
 _LIST_COLUMNS = [("材料包", 30), ("规则", 8), ("级别", 8), ("工作表", 14), ("行", 6), ("列", 18), ("填写值", 24),
-                 ("怎么改", 60)]
+                 ("怎么改", 60), ("豁免", 30)]
 # Columns of the unit's copy: as wide as their widest value, within these bounds.
 _COPY_WIDTHS = (8, 60)
 # Control characters a unit may have pasted: Excel refuses them in a cell, and they are invisible anyway.
@@ -55,7 +56,8 @@ _SHEET_NAME_LENGTH = 31
 # Excel shows a date-time value as one only with a date format.
 _DATE_FORMATS = {dt.datetime: "yyyy-mm-dd hh:mm:ss", dt.date: "yyyy-mm-dd", dt.time: "hh:mm:ss",
                  dt.timedelta: "[h]:mm:ss"}
-_FINDING_COLUMNS = ("package", "rule_id", "severity", "sheet", "row", "column", "value", "message")
+_FINDING_COLUMNS = ("package", "rule_id", "severity", "sheet", "row", "column", "value", "message", "waived",
+                    "waived_by", "waiver_reason")
 _STATUS_SENTENCE = {
     "accepted": "通过：本材料包没有致命问题。",
     "rejected": "退回：本材料包存在致命问题，未通过审核，请改正后重新报送。",
@@ -75,10 +77,12 @@ class _Finding:
     value: str
     message: str
     in_use: bool  # found in the package in use (not in a superseded one)
+    waiver: str = ""  # 已豁免：<reason>（<who>） when an operator waived it
 
     @property
     def fatal(self) -> bool:
-        return self.severity == "fatal"
+        """Fatal and not waived: a waived fatal finding no longer rejects the package."""
+        return self.severity == "fatal" and not self.waiver
 
     @property
     def place(self) -> str:
@@ -98,11 +102,14 @@ Marks = dict[str, dict[Place, list[_Finding]]]
 
 
 def write_feedback(path: Path, *, year: int, project: dict, status: str, package: str, findings: pd.DataFrame,
-                   workbook: bytes | None, sheets: dict[str, dict], deadline: str = "") -> Path:
+                   workbook: bytes | None, sheets: dict[str, dict], deadline: str = "",
+                   changes: PackageChanges | None = None, versions: str = "") -> Path:
     """Write the unit's feedback workbook atomically and return its path.
 
     findings: the project's rows of issues.csv, every package of it; workbook: the .xlsx bytes of the
-    package in use, or None; sheets: template sheet -> {typed_name, header_row, headers} of that package.
+    package in use, or None; sheets: template sheet -> {typed_name, header_row, headers} of that package;
+    changes: what changed since the unit's previous version (a 版本变更 sheet); versions: the rule-set
+    and registry versions, shown on the cover.
     """
     rows = _ordered(findings, package)
     grids = _unit_sheets(workbook)
@@ -116,10 +123,14 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
         book.set_properties({"author": _AUTHOR, "created": _CREATED})
         formats = _Formats(book)
         # The first sheet added is the one that opens, and the only one selected.
-        _fill_cover(book.add_worksheet(COVER), formats, year=year, project=project, status=status,
+        cover = book.add_worksheet(COVER)
+        _fill_cover(cover, formats, year=year, project=project, status=status,
                     package=package, rows=rows, deadline=deadline,
                     marked=None if marks is None else sum(len(cells) for cells in marks.values()))
+        _versions_line(cover, formats, versions)
         _fill_list(book.add_worksheet(LIST), formats, rows)
+        if changes is not None:
+            _fill_changes(book.add_worksheet(CHANGES), formats, changes)
         if grids is not None:
             _copy_unit_sheets(book, formats, grids, marks or {})
         book.close()
@@ -129,12 +140,13 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
 def _ordered(findings: pd.DataFrame, package: str) -> list[_Finding]:
     """The package in use first, then superseded packages'; fatal before warning in each; else as given."""
     # Column by column: DataFrame.to_dict("records") alone costs ~0.4 ms, a tenth of a file's budget.
-    columns = [findings[c].tolist() for c in _FINDING_COLUMNS]
+    # (A table without the waiver columns, as older exports have, reads as nothing waived.)
+    columns = [findings[c].tolist() if c in findings else [""] * len(findings) for c in _FINDING_COLUMNS]
     records = (dict(zip(_FINDING_COLUMNS, values)) for values in zip(*columns))
     rows = [
         _Finding(package=text(f["package"]), rule_id=text(f["rule_id"]), severity=text(f["severity"]),
                  sheet=text(f["sheet"]), row=integer(f["row"]), column=text(f["column"]), value=text(f["value"]),
-                 message=text(f["message"]), in_use=text(f["package"]) == package)
+                 message=text(f["message"]), in_use=text(f["package"]) == package, waiver=waiver_note(f))
         for f in records
     ]
     return sorted(rows, key=lambda f: (not f.in_use, not f.fatal))
@@ -230,7 +242,7 @@ def _locate(finding: _Finding, grids: dict[str, Grid], sheets: dict[str, dict]) 
 
 
 def _copy_unit_sheets(book: xlsxwriter.Workbook, formats: _Formats, grids: dict[str, Grid], marks: Marks) -> None:
-    taken = {COVER.lower(), LIST.lower()}
+    taken = {COVER.lower(), LIST.lower(), CHANGES.lower()}
     for typed, grid in grids.items():
         sheet = book.add_worksheet(_copy_name(typed, taken))
         _copy_grid(sheet, formats, grid, marks.get(typed, {}))
@@ -300,7 +312,7 @@ def _copy_value(sheet: Worksheet, formats: _Formats, row: int, column: int, valu
 def _comment(found: list[_Finding]) -> tuple[str, dict]:
     """One comment for all the findings on a cell: a line each, rule and message."""
     lines = [f"{f.rule_id} {_title(f.rule_id)}（{SEVERITY_ZH.get(f.severity, f.severity)}）：{f.message}"
-             for f in found]
+             + (f"（{f.waiver}）" if f.waiver else "") for f in found]
     note = _safe("\n".join(lines))
     return note, {"author": _AUTHOR, "width": 360, "height": max(80, 18 * (len(note) // 24 + len(lines)))}
 
@@ -393,6 +405,34 @@ def _next_steps(status: str, has_warnings: bool, marked: int | None, deadline: s
     return [step for step in steps if step]
 
 
+def _versions_line(sheet: Worksheet, formats: _Formats, versions: str) -> None:
+    """Under the title: the rule-set and registry versions the findings were made with."""
+    if versions:
+        _merged(sheet, 1, versions, formats.wrap)
+
+
+# --- 版本变更 ------------------------------------------------------------------------------------------
+
+def _fill_changes(sheet: Worksheet, formats: _Formats, changes: PackageChanges) -> None:
+    """What changed since the unit's previous version: each section a heading and a boxed table."""
+    _put(sheet, 0, 0, f"{changes.old} → {changes.new}：问题已改正 {changes.count('已改正')} 条，新出现 "
+                      f"{changes.count('新出现')} 条，仍存在 {changes.count('仍存在')} 条", formats.title)
+    row = 2
+    for section in changes.sections():
+        _put(sheet, row, 0, section.title, formats.heading)
+        for col, header in enumerate(section.headers):
+            _put(sheet, row + 1, col, header, formats.header)
+        for r, values in enumerate(section.rows, start=row + 2):
+            for col, value in enumerate(values):
+                _put(sheet, r, col, value, formats.boxed)
+        if not section.rows:
+            _put(sheet, row + 2, 0, "无", formats.wrap)
+        row += max(len(section.rows), 1) + 3
+    for col, width in enumerate((10, 10, 10, 16, 14, 14, 24, 60)):
+        sheet.set_column(col, col, width)
+    _print_setup(sheet, landscape=True)
+
+
 # --- 问题清单 ----------------------------------------------------------------------------------------
 
 def _fill_list(sheet: Worksheet, formats: _Formats, rows: list[_Finding]) -> None:
@@ -401,7 +441,7 @@ def _fill_list(sheet: Worksheet, formats: _Formats, rows: list[_Finding]) -> Non
         sheet.set_column(col, col, width)
     for r, f in enumerate(rows, start=1):
         values = [f.package, f.rule_id, SEVERITY_ZH.get(f.severity, f.severity), f.sheet, f.row, f.column, f.value,
-                  f.message]
+                  f.message, f.waiver]
         for col, value in enumerate(values):
             _put(sheet, r, col, value, formats.severity[f.fatal] if col == 2 else formats.boxed)
     if rows:

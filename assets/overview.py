@@ -55,15 +55,19 @@ def project_overview(conn: Connection, registry: YearRegistry) -> pd.DataFrame:
 
 
 def _finding_counts(conn: Connection, year: int, in_use: dict[str, int]) -> dict[str, tuple[int, int]]:
-    """Fatal and warning findings that bear on the project now: its package in use and the project itself."""
+    """Fatal and warning findings that bear on the project now: its package in use and the project
+    itself, less those an operator waived (they stay in issues.csv, marked, but do not count)."""
     rows = conn.execute(
-        select(FindingRow.project_code, FindingRow.package_id, FindingRow.severity)
+        select(FindingRow.id, FindingRow.project_code, FindingRow.package_id, FindingRow.severity)
         .where(FindingRow.year == year, FindingRow.project_code.is_not(None))
     ).all()
+    waived = store.waived_findings(conn, year)
     counts: dict[str, list[int]] = {}
-    for code, package_id, severity in rows:
+    for finding_id, code, package_id, severity in rows:
         if package_id is not None and package_id != in_use.get(code):
             continue  # a superseded version's findings stay in issues.csv but do not decide the status
+        if finding_id in waived:
+            continue
         tally = counts.setdefault(code, [0, 0])
         tally[0 if severity == "fatal" else 1] += 1
     return {code: (f, w) for code, (f, w) in counts.items()}

@@ -222,13 +222,18 @@ def reconciliation_keys(conn: Connection, registry: YearRegistry, caps: list[Fee
     """project -> what its money and time findings are made of: its registry entry, each version's
     validated content and received time, the year's grants, dates and fee caps (and whether the
     deadline has passed, for T003), and the code of these rules. R007 looks across projects and is
-    redone whenever any project is."""
+    redone whenever any project is. An operator's active waivers of the project count too (recording,
+    revoking or the expiry of one redoes that project alone); a project without any keeps its key."""
     year_inputs = digest(_MONEY_CODE, registry.grants, registry.deadline, registry.team_completion_date, caps,
                          now >= deadline_end(registry))
     versions: dict[str, list] = defaultdict(list)
     for p in store.package_versions(conn, registry.year):
         versions[p.project_code].append((p.id, p.validated_key, p.intake_status, p.received_at, p.modified_at))
-    return {p.code: digest(year_inputs, p, versions.get(p.code, [])) for p in registry.projects}
+    waivers: dict[str, list] = defaultdict(list)
+    for w in store.active_waivers(conn, registry.year):
+        waivers[w.project_code].append(w.id)
+    return {p.code: digest(year_inputs, p, versions.get(p.code, []), *([waivers[p.code]] if p.code in waivers else []))
+            for p in registry.projects}
 
 
 def _money_code() -> str:

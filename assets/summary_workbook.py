@@ -1,4 +1,4 @@
-"""The bureau's workbook `summary.xlsx`: 汇总表, 问题清单, 结余退回, 国家系统报送.
+"""The bureau's workbook `summary.xlsx`: 汇总表, 问题清单, 结余退回, 国家系统报送, 豁免记录, 本次变化.
 
 Built from the export tables exactly as the CSVs hold them (text; money as "100000.00", empty when
 unknown). Money is added up in Decimal and only turned into a number when a cell is written, so the
@@ -23,6 +23,7 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from adapters.registry import LEVEL_ZH, REFUND_TO, TYPE_ZH
+from assets.waivers import STATE_ZH as WAIVER_STATE_ZH
 from schemas.catalog import NATIONAL_STATUS_ZH, PROJECT_STATUS_ZH, SEVERITY_ZH
 
 # Spreadsheet programs read a cell starting with one of these as a formula.
@@ -124,9 +125,10 @@ def _shown(value: Cell, kind: str) -> str:
 
 
 def _write_table(book: xlsxwriter.Workbook, formats: _Formats, *, name: str, title: str, columns: list[Column],
-                 rows: list[list[Cell]], totals: Sequence[list[Cell]] = (), note: str = "") -> None:
+                 rows: list[list[Cell]], totals: Sequence[list[Cell]] = (), note: str = "", stamp: str = "") -> None:
     """One printable table: bold filled header (frozen, filtered, repeated on every page), then the
-    rows, then the totals rows (outside the filter, so sorting keeps them at the bottom)."""
+    rows, then the totals rows (outside the filter, so sorting keeps them at the bottom). `stamp`
+    (the rule-set and registry versions) is printed at the top left of every page."""
     sheet = book.add_worksheet(name)
     for col, column in enumerate(columns):
         sheet.write_string(0, col, column.header, formats.header)
@@ -153,7 +155,7 @@ def _write_table(book: xlsxwriter.Workbook, formats: _Formats, *, name: str, tit
     sheet.fit_to_pages(1, 0)  # one page wide, as many pages long as needed
     sheet.repeat_rows(0)
     # A font-size code (&12) would swallow the title's leading year digits; bold needs no number.
-    sheet.set_header(f'&C&"-,Bold"{title}')
+    sheet.set_header((f"&L{stamp}" if stamp else "") + f'&C&"-,Bold"{title}')
     sheet.set_footer("&C第 &P 页，共 &N 页")
 
 
@@ -215,15 +217,23 @@ def summary_rows(projects: pd.DataFrame, reconciliation: pd.DataFrame) -> tuple[
 ISSUE_COLUMNS = [
     Column("项目编号", max_width=14), Column("材料包", "wrap", 30), Column("规则", max_width=8), Column("级别"),
     Column("工作表", max_width=16), Column("行", "int"), Column("列", max_width=20), Column("填写值", "wrap", 24),
-    Column("问题说明", "wrap", 60),
+    Column("问题说明", "wrap", 60), Column("豁免", "wrap", 30),
 ]
+
+
+def waiver_note(finding: dict) -> str:
+    """已豁免：<reason>（<who>） for a waived finding of issues.csv, else ''. (Older exports have no
+    waived column.)"""
+    if text(finding.get("waived")).lower() != "true":
+        return ""
+    return f"已豁免：{text(finding.get('waiver_reason'))}（{text(finding.get('waived_by'))}）"
 
 
 def issue_rows(issues: pd.DataFrame) -> list[list[Cell]]:
     return [
         [text(f["project_code"]), text(f["package"]), text(f["rule_id"]),
          SEVERITY_ZH.get(text(f["severity"]), text(f["severity"])), text(f["sheet"]), integer(f["row"]),
-         text(f["column"]), text(f["value"]), text(f["message"])]
+         text(f["column"]), text(f["value"]), text(f["message"]), waiver_note(f)]
         for f in issues.to_dict("records")
     ]
 
@@ -277,9 +287,60 @@ def national_rows(national: pd.DataFrame | None) -> list[list[Cell]]:
     ]
 
 
+WAIVER_COLUMNS = [
+    Column("编号", "int"), Column("项目编号", max_width=14), Column("规则", max_width=8), Column("材料包", "wrap", 30),
+    Column("工作表", max_width=16), Column("行", "int"), Column("有效期至", max_width=12), Column("状态"),
+    Column("豁免人", max_width=12), Column("登记时间", max_width=18), Column("豁免理由", "wrap", 40),
+    Column("撤销人", max_width=12), Column("撤销时间", max_width=18), Column("撤销理由", "wrap", 30),
+    Column("当前覆盖问题数", "int"),
+]
+NO_WAIVERS = "本年度没有豁免记录"
+
+
+def waiver_rows(waivers: pd.DataFrame | None) -> list[list[Cell]]:
+    """豁免记录: every waiver of the year, revoked and expired ones included (the register is append-only)."""
+    if waivers is None or waivers.empty:
+        return []
+    return [
+        [integer(w["id"]), text(w["project_code"]), text(w["rule_id"]), text(w["package"]) or "在用材料包",
+         text(w["sheet"]), integer(w["row"]), text(w["until"]), WAIVER_STATE_ZH.get(text(w["state"]), text(w["state"])),
+         text(w["recorded_by"]), text(w["recorded_at"]), text(w["reason"]), text(w["revoked_by"]),
+         text(w["revoked_at"]), text(w["revoke_reason"]), integer(w["matched"]) or 0]
+        for w in waivers.to_dict("records")
+    ]
+
+
+CHANGED_COLUMNS = [
+    Column("项目编号", max_width=14), Column("此前状态"), Column("现在状态"), Column("此前支出（元）", "money"),
+    Column("现在支出（元）", "money"), Column("变化原因", "wrap", 40),
+]
+NO_CHANGES = "与上次导出相比，没有项目的状态或金额发生变化（或这是本年度的第一次导出）"
+
+
+def changed_rows(changed: list[dict] | None) -> list[list[Cell]]:
+    """本次变化: projects whose status or money changed since the previous export, and why."""
+    return [[c["project_code"], PROJECT_STATUS_ZH.get(c["status_before"], c["status_before"]),
+             PROJECT_STATUS_ZH.get(c["status_now"], c["status_now"]), money(c["spent_before"]), money(c["spent_now"]),
+             c["reasons"]] for c in changed or []]
+
+
+def write_tables(path: Path, tables: Sequence[dict]) -> Path:
+    """A workbook of printable tables (each: name, title, columns, rows, optional note), atomically."""
+    with atomic_path(path) as partial:
+        book = xlsxwriter.Workbook(str(partial), {"strings_to_formulas": False, "strings_to_numbers": False,
+                                                  "strings_to_urls": False})
+        formats = _Formats(book)
+        for table in tables:
+            _write_table(book, formats, **table)
+        book.close()
+    return path
+
+
 def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.DataFrame,
-                  reconciliation: pd.DataFrame, national: pd.DataFrame | None) -> Path:
-    """Write summary.xlsx (汇总表, 问题清单, 结余退回, 国家系统报送) atomically; return its path."""
+                  reconciliation: pd.DataFrame, national: pd.DataFrame | None, waivers: pd.DataFrame | None = None,
+                  changed: list[dict] | None = None, versions: str = "") -> Path:
+    """Write summary.xlsx (汇总表, 问题清单, 结余退回, 国家系统报送, 豁免记录, 本次变化) atomically; return its
+    path. `versions` (rule set and registry) heads 汇总表 and is printed on every page."""
     with atomic_path(path) as partial:
         # Belt and braces with write_string: no text is ever turned into a formula, number or link.
         # in_memory and a fixed creation time: the same year gives the same bytes, so an unchanged
@@ -289,15 +350,22 @@ def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.D
         book.set_properties({"created": datetime(year, 1, 1)})
         formats = _Formats(book)
         rows, total = summary_rows(projects, reconciliation)
-        _write_table(book, formats, name="汇总表", title=f"{year}年度专家服务基层项目汇总表",
-                     columns=SUMMARY_COLUMNS, rows=rows, totals=[total])
+        title = f"{year}年度专家服务基层项目汇总表" + (f"（{versions}）" if versions else "")
+        _write_table(book, formats, name="汇总表", title=title, columns=SUMMARY_COLUMNS, rows=rows, totals=[total],
+                     stamp=versions)
         _write_table(book, formats, name="问题清单", title=f"{year}年度专家服务基层项目问题清单",
-                     columns=ISSUE_COLUMNS, rows=issue_rows(issues))
+                     columns=ISSUE_COLUMNS, rows=issue_rows(issues), stamp=versions)
         rows, totals = refund_rows(projects, reconciliation)
         _write_table(book, formats, name="结余退回", title=f"{year}年度专家服务基层项目结余退回",
-                     columns=REFUND_COLUMNS, rows=rows, totals=totals)
+                     columns=REFUND_COLUMNS, rows=rows, totals=totals, stamp=versions)
         rows = national_rows(national)
         _write_table(book, formats, name="国家系统报送", title=f"{year}年度国家级项目国家系统报送情况",
-                     columns=NATIONAL_COLUMNS, rows=rows, note="" if rows else NO_NATIONAL_FILINGS)
+                     columns=NATIONAL_COLUMNS, rows=rows, note="" if rows else NO_NATIONAL_FILINGS, stamp=versions)
+        rows = waiver_rows(waivers)
+        _write_table(book, formats, name="豁免记录", title=f"{year}年度问题豁免记录", columns=WAIVER_COLUMNS,
+                     rows=rows, note="" if rows else NO_WAIVERS, stamp=versions)
+        rows = changed_rows(changed)
+        _write_table(book, formats, name="本次变化", title=f"{year}年度与上次导出相比状态或金额有变化的项目",
+                     columns=CHANGED_COLUMNS, rows=rows, note="" if rows else NO_CHANGES, stamp=versions)
         book.close()
     return path

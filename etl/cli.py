@@ -11,15 +11,17 @@ import secrets
 import sys
 from pathlib import Path
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import dagster as dg
 
 from adapters.national_system import TOKEN_ENV, mock_server
 from adapters.registry import load_year
 from adapters.warehouse import connect, store, upgrade
+from assets.changes import changes_text, package_changes
 from assets.overview import SHANGHAI
 from assets.partitions import projects_tags
+from assets.waivers import WaiverError, WaiverRequest, record_waiver, revoke_waiver, waiver_line, waiver_table
 from etl.alerts import failure_message
 from etl.definitions import build_definitions
 from etl.report import print_summary
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     received.add_argument("--at", required=True, help="ISO 8601 time, e.g. 2023-11-09T16:30+08:00 (no offset: Asia/Shanghai)")
     received.add_argument("--database-url")
 
+    _add_waiver_commands(commands)
+
     commands.add_parser("mock-national", add_help=False, help="serve the mock national system (see --help)")
 
     if argv is None:
@@ -73,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_year(args)
     if args.command == "received":
         return record_received(args)
+    if args.command in _OPERATOR_COMMANDS:
+        return _OPERATOR_COMMANDS[args.command](args)
     return build_sample(args)
 
 
@@ -153,6 +159,88 @@ def record_received(args: argparse.Namespace) -> int:
         return 1
     log.info("recorded %s as received at %s; the next run applies it", args.package, moment.isoformat())
     return 0
+
+
+def _add_waiver_commands(commands) -> None:
+    waive = commands.add_parser("waive", help="waive a finding of a project (an operator's decision)")
+    waive.add_argument("--year", type=int, required=True)
+    waive.add_argument("--project", required=True)
+    waive.add_argument("--rule", required=True)
+    waive.add_argument("--by", required=True, help="who decides")
+    waive.add_argument("--reason", required=True)
+    waive.add_argument("--package", default="", help="only this package (default: the project's package in use)")
+    waive.add_argument("--sheet", default="", help="only findings of this sheet (as issues.csv names it)")
+    waive.add_argument("--row", type=int, help="only findings of this Excel row")
+    waive.add_argument("--until", type=date.fromisoformat, help="last day it holds (YYYY-MM-DD, Asia/Shanghai)")
+    waive.add_argument("--database-url")
+    listing = commands.add_parser("waivers", help="list a year's waivers, one a line, id first")
+    listing.add_argument("--year", type=int, required=True)
+    listing.add_argument("--database-url")
+    unwaive = commands.add_parser("unwaive", help="revoke a waiver (kept on record as revoked)")
+    unwaive.add_argument("id", type=int)
+    unwaive.add_argument("--by", required=True)
+    unwaive.add_argument("--reason", required=True)
+    unwaive.add_argument("--database-url")
+    diff = commands.add_parser("diff", help="what changed between two versions of a project's package")
+    diff.add_argument("--year", type=int, required=True)
+    diff.add_argument("--project", required=True)
+    diff.add_argument("--from", dest="old", help="package name (default: the version before --to)")
+    diff.add_argument("--to", dest="new", help="package name (default: the package in use)")
+    diff.add_argument("--database-url")
+    diff.add_argument("--registry")
+
+
+def _warehouse(args: argparse.Namespace):
+    engine = connect(args.database_url)
+    upgrade(engine)
+    return engine
+
+
+def waive(args: argparse.Namespace) -> int:
+    request = WaiverRequest(year=args.year, project=args.project, rule=args.rule, by=args.by, reason=args.reason,
+                            package=args.package, sheet=args.sheet, row=args.row, until=args.until)
+    try:
+        waiver_id, new = record_waiver(_warehouse(args), load_year(args.year), request)
+    except WaiverError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"{waiver_id}\t{'已记录豁免' if new else '相同的豁免已有记录，未重复记录'}；下次运行（或 backfill --project）生效")
+    return 0
+
+
+def list_waivers(args: argparse.Namespace) -> int:
+    for w in waiver_table(_warehouse(args), args.year).to_dict("records"):
+        print(waiver_line(w))
+    return 0
+
+
+def unwaive(args: argparse.Namespace) -> int:
+    try:
+        waiver = revoke_waiver(_warehouse(args), args.id, args.by, args.reason)
+    except WaiverError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"{waiver.id}\t已撤销 {waiver.project_code} {waiver.rule_id} 的豁免；下次运行（或 backfill --project）生效")
+    return 0
+
+
+def show_diff(args: argparse.Namespace) -> int:
+    registry = load_year(args.year, args.registry)
+    project = registry.project(args.project)
+    if project is None:
+        print(f"项目编号“{args.project}”不在 {args.year} 年立项名单中", file=sys.stderr)
+        return 2
+    try:
+        with _warehouse(args).connect() as conn:
+            changes = package_changes(conn, args.year, project.code, args.old, args.new)
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(changes_text(changes))
+    return 0
+
+
+_OPERATOR_COMMANDS = {"waive": waive, "waivers": list_waivers, "unwaive": unwaive, "diff": show_diff}
 
 
 def build_sample(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from etl.alerts import failure_notice
 from etl.jobs import ASSETS, nightly_job, year_job
 from etl.schedules import nightly
 from etl.sensors import inbox_sensor
+from etl.waiver_jobs import after_waiver, record_waiver_job, revoke_waiver_job
 
 
 def build_resources(
@@ -41,9 +42,9 @@ def national_system_client() -> NationalSystemClient:
 def build_definitions(**resource_values: str | None) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[year_job, nightly_job],
+        jobs=[year_job, nightly_job, record_waiver_job, revoke_waiver_job],
         schedules=[nightly],
-        sensors=[inbox_sensor, failure_notice],
+        sensors=[inbox_sensor, failure_notice, after_waiver],
         resources=build_resources(**resource_values),
     )
 

@@ -52,7 +52,7 @@ def test_exports_are_utf8_with_bom_and_contract_columns(clean, inbox, sqlite_url
     assert list(run.projects.columns) == ["year", "project_code", "level", "type", "host_unit", "project_name",
                                           "package", "received_at", "late", "status", "fatal_count", "warning_count"]
     assert list(run.issues.columns) == ["year", "project_code", "package", "rule_id", "severity", "sheet", "row",
-                                        "column", "value", "message"]
+                                        "column", "value", "message", "waived", "waived_by", "waiver_reason"]
 
 
 def test_messy_but_valid_package_is_accepted(clean, inbox, sqlite_url, run_etl):

@@ -27,7 +27,7 @@ FORMULA = '=HYPERLINK("http://x","y")'
 AMOUNT, CATEGORY, DATE = (EXPENSE_HEADER.index(h) for h in ("金额（元）", "支出科目", "支出日期"))
 USCC_ROW = BASIC_FIELDS.index("统一社会信用代码") + 1
 DEFECTIVE = "2023-ST-03"
-SUMMARY_SHEETS = ["汇总表", "问题清单", "结余退回", "国家系统报送"]
+SUMMARY_SHEETS = ["汇总表", "问题清单", "结余退回", "国家系统报送", "豁免记录", "本次变化"]
 
 
 def read_csv(run: Run, name: str) -> pd.DataFrame:
@@ -272,7 +272,7 @@ def test_feedback_marks_the_offending_cells(feedback):
 def test_feedback_lists_every_finding_in_use_first(feedback, year):
     table = rows(feedback[0]["问题清单"])
     header, body = table[0], table[1:]
-    assert header == ("材料包", "规则", "级别", "工作表", "行", "列", "填写值", "怎么改")
+    assert header == ("材料包", "规则", "级别", "工作表", "行", "列", "填写值", "怎么改", "豁免")
     issues = year["run"].issues[year["run"].issues.project_code == DEFECTIVE]
     assert len(body) == len(issues)
     packages = [r[0] for r in body]

@@ -227,3 +227,47 @@ class ExportFingerprint(Base):
     year: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(300), primary_key=True)  # path under <export>/<year>/
     fingerprint: Mapped[str] = mapped_column(String(64))
+
+
+class Waiver(Base):
+    """An operator's decision that a finding of a project does not count against it (issue 13).
+
+    Append-only, like a register: a waiver is never updated or deleted; revoking it adds a
+    WaiverRevocation. It matches findings by year, project and rule, narrowed when given to one
+    package (by name; empty: the project's package in use when the rules are applied), one sheet
+    (as the unit typed it, as issues.csv shows it) and one Excel row.
+    """
+
+    __tablename__ = "waiver"
+    __table_args__ = (Index("ix_waiver_year_project", "year", "project_code"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    year: Mapped[int] = mapped_column(Integer)
+    project_code: Mapped[str] = mapped_column(String(32))
+    rule_id: Mapped[str] = mapped_column(String(8))
+    package: Mapped[str] = mapped_column(String(500), default="")
+    sheet: Mapped[str] = mapped_column(String(200), default="")
+    row: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    until: Mapped[date | None] = mapped_column(Date, nullable=True)  # last day it holds, Asia/Shanghai
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime)  # UTC
+
+
+class WaiverRevocation(Base):
+    """The revocation of a waiver: who, why and when (append-only; a waiver is revoked at most once)."""
+
+    __tablename__ = "waiver_revocation"
+    waiver_id: Mapped[int] = mapped_column(ForeignKey("waiver.id"), primary_key=True)
+    revoked_by: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    revoked_at: Mapped[datetime] = mapped_column(DateTime)  # UTC
+
+
+class ExportedProjectState(Base):
+    """A project as the last export showed it (status, money and what they were made from), so the
+    next export can list the projects whose status or money changed, and why."""
+
+    __tablename__ = "exported_project_state"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(Text)  # JSON object (assets/manifest.py project_states)

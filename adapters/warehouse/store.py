@@ -10,13 +10,15 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from adapters.registry import FUNDING_SOURCES, YearRegistry
 from adapters.warehouse.models import (
     ExpenseLine,
+    ExportedProjectState,
     ExportFingerprint,
     FindingRow,
     GrantRule,
@@ -28,6 +30,8 @@ from adapters.warehouse.models import (
     Project,
     ReconciliationRow,
     SheetRow,
+    Waiver,
+    WaiverRevocation,
 )
 
 
@@ -198,7 +202,7 @@ def findings(conn: Connection, year: int, limit: int | None = None) -> list:
     `limit` of them if given)."""
     f = FindingRow
     return conn.execute(
-        select(f.project_code, Package.name.label("package"), f.package_id, f.rule_id, f.severity, f.sheet, f.row,
+        select(f.id.label("finding_id"), f.project_code, Package.name.label("package"), f.package_id, f.rule_id, f.severity, f.sheet, f.row,
                f.column, f.value, f.message)
         .outerjoin(Package, Package.id == FindingRow.package_id)
         .where(FindingRow.year == year)
@@ -231,13 +235,20 @@ ALL_STAGES_BUT_NATIONAL = ("intake", "routing", "validation", "reconciliation", 
 
 
 def fatal_package_ids(conn: Connection, package_ids: Sequence[int], stages: Sequence[str]) -> set[int]:
-    """Which of these packages have a fatal finding from one of these stages."""
-    rows = conn.execute(
-        select(FindingRow.package_id).distinct()
-        .where(FindingRow.package_id.in_(list(package_ids)), FindingRow.stage.in_(list(stages)),
-               FindingRow.severity == "fatal")
-    )
-    return {pid for (pid,) in rows}
+    """Which of these packages have a fatal finding from one of these stages that no active waiver
+    covers. The one place where "is this package rejected" is decided (reconciliation, the national
+    report and the project's status all ask here or count with waived_findings)."""
+    where = (FindingRow.package_id.in_(list(package_ids)), FindingRow.stage.in_(list(stages)),
+             FindingRow.severity == "fatal")
+    fatal = conn.execute(select(FindingRow.package_id, FindingRow.year).distinct().where(*where)).all()
+    waiving = {year for year in {y for _, y in fatal} if active_waivers(conn, year)}
+    rejected = {pid for pid, year in fatal if year not in waiving}
+    for year in waiving:  # only then are the findings themselves looked at
+        rows = conn.execute(select(FindingRow.id, FindingRow.package_id, FindingRow.project_code)
+                            .where(*where, FindingRow.year == year)).all()
+        waived = waived_findings(conn, year, {r.project_code for r in rows})
+        rejected |= {r.package_id for r in rows if r.id not in waived}
+    return rejected
 
 
 def replace_reconciliation(conn: Connection, year: int, codes: Sequence[str], rows: list[dict]) -> None:
@@ -298,3 +309,109 @@ def set_fingerprints(conn: Connection, year: int, prefix: str, fingerprints: dic
     rows = [dict(year=year, name=prefix + name, fingerprint=fp) for name, fp in fingerprints.items() if fp is not None]
     if rows:
         conn.execute(insert(ExportFingerprint), rows)
+
+
+# --- Waivers (append-only): operators' decisions about findings ------------------------------------
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def today_in_shanghai() -> date:
+    """A waiver's `until` is a day of the bureau's calendar."""
+    return datetime.now(SHANGHAI).date()
+
+
+def insert_waiver(conn: Connection, values: dict) -> int:
+    return conn.execute(insert(Waiver).values(**values, recorded_at=utcnow())).inserted_primary_key[0]
+
+
+def insert_revocation(conn: Connection, waiver_id: int, revoked_by: str, reason: str) -> None:
+    conn.execute(insert(WaiverRevocation).values(waiver_id=waiver_id, revoked_by=revoked_by, reason=reason,
+                                                 revoked_at=utcnow()))
+
+
+def _waiver_query():
+    r = WaiverRevocation
+    return (select(Waiver, r.revoked_by, r.reason.label("revoke_reason"), r.revoked_at)
+            .outerjoin(r, r.waiver_id == Waiver.id).order_by(Waiver.id))
+
+
+def waivers(conn: Connection, year: int | None = None, waiver_id: int | None = None) -> list:
+    """Every waiver recorded (of a year, or one by id), with its revocation if any, oldest first."""
+    query = _waiver_query()
+    if year is not None:
+        query = query.where(Waiver.year == year)
+    if waiver_id is not None:
+        query = query.where(Waiver.id == waiver_id)
+    return conn.execute(query).all()
+
+
+def is_active(waiver, today: date) -> bool:
+    """Recorded, not revoked, and not past its last day."""
+    return waiver.revoked_at is None and (waiver.until is None or today <= waiver.until)
+
+
+def active_waivers(conn: Connection, year: int, codes: Iterable[str] | None = None,
+                   today: date | None = None) -> list:
+    today = today or today_in_shanghai()
+    query = _waiver_query().where(Waiver.year == year, WaiverRevocation.waiver_id.is_(None))
+    if codes is not None:
+        query = query.where(Waiver.project_code.in_(sorted(set(codes))))
+    return [w for w in conn.execute(query).all() if is_active(w, today)]
+
+
+def waiver_matches(waiver, finding, in_use_id: int | None) -> bool:
+    """Whether a waiver covers a finding (project, rule, package name/id, sheet, row). Without a
+    package it covers the project's package in use and the project's own findings (no package)."""
+    if (waiver.project_code, waiver.rule_id) != (finding.project_code, finding.rule_id):
+        return False
+    if waiver.package:
+        if finding.package != waiver.package:
+            return False
+    elif finding.package_id is not None and finding.package_id != in_use_id:
+        return False
+    return (not waiver.sheet or finding.sheet == waiver.sheet) and (waiver.row is None or finding.row == waiver.row)
+
+
+def waived_findings(conn: Connection, year: int, codes: Iterable[str | None] | None = None,
+                    today: date | None = None) -> dict[int, object]:
+    """finding id -> the active waiver that covers it (the oldest), for the year's (or these
+    projects') findings. Costs one small query when the year has no active waiver."""
+    codes = None if codes is None else [c for c in codes if c]
+    return {fid: found[0] for fid, found in waiver_matches_of(conn, year, active_waivers(conn, year, codes, today)).items()}
+
+
+def waiver_matches_of(conn: Connection, year: int, waivers: Sequence) -> dict[int, list]:
+    """finding id -> every one of these waivers that covers it, oldest first."""
+    if not waivers:
+        return {}
+    f = FindingRow
+    found = conn.execute(
+        select(f.id, f.project_code, f.rule_id, f.package_id, Package.name.label("package"), f.sheet, f.row)
+        .outerjoin(Package, Package.id == f.package_id)
+        .where(f.year == year, f.project_code.in_(sorted({w.project_code for w in waivers})),
+               f.rule_id.in_(sorted({w.rule_id for w in waivers})))
+    ).all()
+    in_use = {code: p.id for code, p in newest_packages(conn, year).items()}
+    covered: dict[int, list] = {}
+    for finding in found:
+        hits = [w for w in waivers if waiver_matches(w, finding, in_use.get(finding.project_code))]
+        if hits:
+            covered[finding.id] = hits
+    return covered
+
+
+# --- What the last export showed of each project --------------------------------------------------
+
+def exported_states(conn: Connection, year: int) -> dict[str, dict]:
+    rows = conn.execute(select(ExportedProjectState.project_code, ExportedProjectState.state)
+                        .where(ExportedProjectState.year == year))
+    return {code: json.loads(state) for code, state in rows}
+
+
+def replace_exported_states(conn: Connection, year: int, states: dict[str, dict]) -> None:
+    conn.execute(delete(ExportedProjectState).where(ExportedProjectState.year == year))
+    if states:
+        conn.execute(insert(ExportedProjectState), [
+            dict(year=year, project_code=code, state=json.dumps(state, ensure_ascii=False, sort_keys=True))
+            for code, state in states.items()])
