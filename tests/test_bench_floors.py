@@ -1,6 +1,7 @@
 """The benchmark's two floors (bench/floors.py) find the same failing cells, on a generated CSV year and
 on a package of odd cells (full-width digits, Python-only whitespace, blank lines, impossible dates,
-amounts too long for an int64, a GB18030 file), and the bench refuses to go on when they do not."""
+amounts too long for an int64, a GB18030 file), and the bench refuses to go on when they do not; and
+its peak RSS is that of a run's whole process tree (bench/children.py)."""
 
 import sqlite3
 import sys
@@ -94,3 +95,14 @@ def test_the_bench_stops_when_the_floors_disagree(tmp_path):
     floors.write_cells(tmp_path / "floor_polars.cells.tsv", cells - {("a.zip", 2, "amount", "S006")})
     with pytest.raises(run.FloorsDisagree, match="1 cells only in the pandas floor"):
         run.compare_floors(tmp_path, done)
+
+
+def test_peak_rss_counts_the_whole_process_tree(tmp_path):
+    """Two workers of 200 MiB each at once: the tree's peak is their sum (wait4 sees one process at most)."""
+    worker = "import time; block = b'x' * (200 * 2**20); time.sleep(1.5)"
+    parent = (f"import subprocess, sys; workers = [subprocess.Popen([sys.executable, '-c', {worker!r}]) for _ in range(2)]; "
+              "[w.wait() for w in workers]")
+    child = run.run_child("tree", [sys.executable, "-c", parent], env={"PATH": "/usr/bin:/bin"}, log=tmp_path / "log",
+                          timeout=60)
+    assert child.ok and child.processes == 3
+    assert child.peak_mib >= 400 > child.maxrss_mib >= 200
