@@ -153,8 +153,8 @@ def table_rows(children: dict[str, Child], figures: dict, bound: dict, *, e2e_ma
     top = max(ran, key=lambda r: r.peak_mib) if ran else None
     row("peak RSS of the pipeline runs (process tree)",
         f"{top.peak_mib:,.0f} MiB ({top.name}, up to {top.processes} processes)" if top else "not run",
-        " · ".join(f"{r.name} {r.peak_mib:,.0f}" for r in ran) + " MiB; floors "
-        + ", ".join(f"{name.split('_')[1]} {c[name].peak_mib:,.0f}" for name in FLOORS) + " MiB",
+        " · ".join([f"{r.name} {r.peak_mib:,.0f} MiB" for r in ran]
+                   + [f"{name.replace('_', ' ')} {c[name].peak_mib:,.0f} MiB" for name in FLOORS if not c[name].skipped]),
         fig("peak_mib", f"{figures['peak_mib'] or 0:.0f}"))
     if validate.ok:
         row(f"validation: {v['lines']:,} lines (validate_sheets)", fmt_s(v["pipeline_s"]),
