@@ -152,7 +152,7 @@ def table_rows(children: dict[str, Child], figures: dict, bound: dict, *, e2e_ma
     ran = [r for r in (e2e_run, many_run, backfill, empty, empty_one) if not r.skipped]
     top = max(ran, key=lambda r: r.peak_mib) if ran else None
     row("peak RSS of the pipeline runs (process tree)",
-        f"{top.peak_mib:,.0f} MiB ({top.name}, up to {top.processes} processes)" if top else "not run",
+        f"{top.peak_mib:,.0f} MiB ({top.name}, {_processes(top)})" if top else "not run",
         " · ".join([f"{r.name} {r.peak_mib:,.0f} MiB" for r in ran]
                    + [f"{name.replace('_', ' ')} {c[name].peak_mib:,.0f} MiB" for name in FLOORS if not c[name].skipped]),
         fig("peak_mib", f"{figures['peak_mib'] or 0:.0f}"))
@@ -188,6 +188,10 @@ def table_rows(children: dict[str, Child], figures: dict, bound: dict, *, e2e_ma
         f"when generated: e2e {em['generated_s']} s, many {mm['generated_s']} s")
     row("bench wall time", fmt_s(bench_s))
     return rows
+
+
+def _processes(child: Child) -> str:
+    return "one process" if child.processes == 1 else f"up to {child.processes} processes at once"
 
 
 def _num(value: float) -> str:
@@ -231,7 +235,7 @@ def write_results(*, scale: float, seed: int, year: int, custom: bool, table_tex
         "",
         *[f"- {c.name}: not run ({c.skipped})" if c.skipped else
           f"- {c.name}: {c.wall_s:.1f} s, {c.peak_mib:.0f} MiB (largest process {c.maxrss_mib:.0f} MiB, "
-          f"up to {c.processes} processes), {'ok' if c.ok else 'timed out' if c.rc is None else f'rc {c.rc}'}"
+          f"{_processes(c)}), {'ok' if c.ok else 'timed out' if c.rc is None else f'rc {c.rc}'}"
           + (f"; {', '.join(f'{n} {t:.1f} s' for n, t in c.steps)}" if c.steps else "") for c in children.values()],
         "",
         "```",
