@@ -253,10 +253,10 @@ def polars_checks(lines, year: int):
     magnitude = whole.cast(pl.Int64, strict=False) * 100 + frac.str.pad_end(2, "0").cast(pl.Int64, strict=False)
     # pandas' fen is a float: any number of digits is > 0 when one of them is not zero; Int64 would overflow.
     positive = (sign != "-") & (whole.str.contains("[1-9]") | frac.str.contains("[1-9]"))
-    # pandas' datetime64[ns] holds 1677-09-21 … 2262-04-11 only: a date outside it is NaT there (S002).
     parsed = pl.col("parsed")
     parts = parts.with_columns(readable=readable, exact=exact, positive=positive,
                                fen=pl.when(exact).then(pl.when(sign == "-").then(-magnitude).otherwise(magnitude)),
+                               # pandas' datetime64[ns] holds 1677-09-22 … 2262-04-11 only: outside, NaT (S002)
                                day=pl.when(parsed.is_between(pl.date(1677, 9, 22), pl.date(2262, 4, 11))).then(parsed))
     blank = {c: pl.col(c) == "" for c in REQUIRED}
     spent_on, source, level = pl.col("day"), pl.col("funding_source"), pl.col("level")
