@@ -1,4 +1,4 @@
-"""How fast the pipeline reads a 经费支出 sheet of N lines, against openpyxl (see bench/run.py's
+"""How fast the pipeline reads a 经费支出 sheet of N lines, against openpyxl (see bench/parts.py's
 xlsx_measure, which `make bench` runs).
 
     python bench/xlsx_reader.py [lines]     (default 100000)
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
-from run import xlsx_measure
+from parts import xlsx_measure
 
 if __name__ == "__main__":
     r = xlsx_measure(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
