@@ -313,6 +313,9 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
     retry: list[_Version] = []
     for batch, outcome in map_isolated(validate_batch, _batches(engine, year, todo)):
         if isinstance(outcome, WorkerFailure) and len(batch.versions) > 1:
+            if log is not None:
+                log.warning(f"validation {year}: a batch of {len(batch.versions)} versions hit a worker limit "
+                            f"({outcome.limit}: {outcome.detail}); validating them one by one")
             retry += batch.versions
             continue
         _store(engine, batch, outcome)
