@@ -5,6 +5,7 @@ so a reader never sees half a file.
 """
 
 
+import functools
 import hashlib
 import os
 from collections import defaultdict
@@ -16,12 +17,14 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from adapters.national_system import outbox
-from adapters.registry import YearRegistry
+from adapters.registry import SAMPLE_LABEL, YearRegistry
 from adapters.resources import ExportResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
 from assets.overview import project_overview
 from assets.partitions import single_run, year_partitions, years_of_run
 from assets import feedback
+from assets.indicators import INDICATOR_COLUMNS, previous_registry, service_indicators, year_indicator_tables
+from assets.outcomes_sheet import write_outcomes_sheet
 from assets.incremental import code_hash
 from assets.national import national_sync
 from assets.summary_workbook import write_summary
@@ -75,10 +78,12 @@ def national_table(engine: Engine, year: int) -> pd.DataFrame:
     return pd.DataFrame(outbox.filings(engine, year), columns=NATIONAL_COLUMNS)[NATIONAL_COLUMNS]
 
 
-def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path) -> dict[str, Path | pd.DataFrame]:
+def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path,
+                       previous: YearRegistry | None = None) -> dict[str, Path | pd.DataFrame]:
     """Every export file of the year, from what the warehouse holds now."""
     with engine.connect() as conn:
         projects = project_overview(conn, registry)
+        outcomes = year_indicator_tables(conn, registry, previous)
     issues = issues_table(engine, registry.year)
     money = reconciliation_table(engine, registry.year)
     national = national_table(engine, registry.year)
@@ -86,13 +91,21 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path) ->
         "projects": projects,
         "issues": issues,
         "reconciliation": money,
-        "projects_csv": write_csv(projects, out_dir / "projects.csv"),
-        "issues_csv": write_csv(issues, out_dir / "issues.csv"),
-        "reconciliation_csv": write_csv(money, out_dir / "reconciliation.csv"),
+        "projects_csv": write_csv(sample_labelled(projects, registry), out_dir / "projects.csv"),
+        "issues_csv": write_csv(sample_labelled(issues, registry), out_dir / "issues.csv"),
+        "reconciliation_csv": write_csv(sample_labelled(money, registry), out_dir / "reconciliation.csv"),
+        "indicators_csv": write_csv(pd.DataFrame(outcomes.indicators, columns=INDICATOR_COLUMNS),
+                                    out_dir / "indicators.csv"),
         "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=registry.year, projects=projects, issues=issues,
-                                      reconciliation=money, national=national),
+                                      reconciliation=money, national=national,
+                                      more_sheets=[functools.partial(write_outcomes_sheet, outcomes=outcomes)]),
         "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback"),
     }
+
+
+def sample_labelled(frame: pd.DataFrame, registry: YearRegistry) -> pd.DataFrame:
+    """A sample year's (示例) table with a last column saying so; a real year's as it is."""
+    return frame.assign(sample=SAMPLE_LABEL) if registry.sample else frame
 
 
 _FEEDBACK = "feedback/"  # fingerprints of the feedback files, by file name
@@ -160,7 +173,7 @@ def _fingerprint(project_row, finding_hashes: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-@dg.asset(deps=[national_sync], partitions_def=year_partitions, backfill_policy=single_run, group_name="reports",
+@dg.asset(deps=[national_sync, service_indicators], partitions_def=year_partitions, backfill_policy=single_run, group_name="reports",
           kinds={"csv"})
 def year_exports(
     context: dg.AssetExecutionContext,
@@ -173,7 +186,8 @@ def year_exports(
     结余退回、国家系统报送）和 feedback/<项目编号>.xlsx（发给依托单位的问题清单及标注副本）。"""
     metadata: dict[str, dg.MetadataValue] = {}
     for year in years_of_run(context):
-        written = write_year_exports(warehouse.engine(), registry.year(year), exports.year_dir(year))
+        written = write_year_exports(warehouse.engine(), registry.year(year), exports.year_dir(year),
+                                     previous_registry(registry, year))
         projects, issues = written["projects"], written["issues"]
         by_status = {PROJECT_STATUS_ZH.get(s, s): n for s, n in projects["status"].value_counts().items()}
         by_rule = issues.groupby(["rule_id", "severity"]).size().reset_index(name="count")
@@ -185,6 +199,7 @@ def year_exports(
         metadata[f"{year} projects.csv"] = dg.MetadataValue.path(str(written["projects_csv"].resolve()))
         metadata[f"{year} issues.csv"] = dg.MetadataValue.path(str(written["issues_csv"].resolve()))
         metadata[f"{year} reconciliation.csv"] = dg.MetadataValue.path(str(written["reconciliation_csv"].resolve()))
+        metadata[f"{year} indicators.csv"] = dg.MetadataValue.path(str(written["indicators_csv"].resolve()))
         metadata[f"{year} summary.xlsx"] = dg.MetadataValue.path(str(written["summary_xlsx"].resolve()))
         metadata[f"{year} feedback"] = dg.MetadataValue.path(str(written["feedback"].resolve()))
         context.log.info(f"exports for {year}: {by_status}, {len(issues)} findings")

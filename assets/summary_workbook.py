@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -274,8 +274,10 @@ def national_rows(national: pd.DataFrame | None) -> list[list[Cell]]:
 
 
 def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.DataFrame,
-                  reconciliation: pd.DataFrame, national: pd.DataFrame | None) -> Path:
-    """Write summary.xlsx (汇总表, 问题清单, 结余退回, 国家系统报送) atomically; return its path."""
+                  reconciliation: pd.DataFrame, national: pd.DataFrame | None,
+                  more_sheets: Sequence[Callable[[xlsxwriter.Workbook, _Formats], None]] = ()) -> Path:
+    """Write summary.xlsx (汇总表, 问题清单, 结余退回, 国家系统报送, then `more_sheets`' sheets, e.g.
+    assets.outcomes_sheet's 服务成效) atomically; return its path."""
     with atomic_path(path) as partial:
         # Belt and braces with write_string: no text is ever turned into a formula, number or link.
         book = xlsxwriter.Workbook(str(partial), {"strings_to_formulas": False, "strings_to_numbers": False,
@@ -292,5 +294,7 @@ def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.D
         rows = national_rows(national)
         _write_table(book, formats, name="国家系统报送", title=f"{year}年度国家级项目国家系统报送情况",
                      columns=NATIONAL_COLUMNS, rows=rows, note="" if rows else NO_NATIONAL_FILINGS)
+        for add_sheet in more_sheets:
+            add_sheet(book, formats)
         book.close()
     return path
