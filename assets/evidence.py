@@ -142,7 +142,7 @@ def stored_facts(conn: Connection, shas: set[str]) -> dict[str, PhotoFactsRow]:
     shas_list = sorted(shas)
     for start in range(0, len(shas_list), 1000):  # bounded IN lists
         rows = conn.execute(select(PhotoFactsRow).where(PhotoFactsRow.sha256.in_(shas_list[start:start + 1000])))
-        found.update({row.sha256: row for row in rows.scalars()})
+        found.update({row.sha256: row for row in rows})
     return found
 
 
@@ -198,7 +198,7 @@ def _same_pictures(photos: list[ListedPhoto], earlier: list[ListedPhoto], facts:
     as_int = np.array([int(facts[p.sha256].phash, 16) for p in candidates], dtype=np.uint64)
     pairs = []
     for start in range(0, len(mine), 512):  # bounded memory: 512 × candidates distances at a time
-        block = as_int[start:start + 512]
+        block = as_int[start:min(start + 512, len(mine))]  # `candidates` begins with `mine`
         distances = np.bitwise_count(block[:, None] ^ as_int[None, :])
         for i, j in zip(*np.nonzero(distances <= SAME_PHOTO_DISTANCE)):
             photo, other = mine[start + i], candidates[j]

@@ -115,7 +115,7 @@ def store_indicators(engine: Engine, year: int) -> int:
 
 
 def stored_indicators(conn: Connection, year: int) -> dict[str, ServiceIndicator]:
-    return {r.project_code: r for r in conn.execute(select(ServiceIndicator).where(ServiceIndicator.year == year)).scalars()}
+    return {r.project_code: r for r in conn.execute(select(ServiceIndicator).where(ServiceIndicator.year == year))}
 
 
 # --- post-evaluation ---------------------------------------------------------------------------
@@ -191,9 +191,9 @@ def indicator_table(conn: Connection, registry: YearRegistry, previous: YearRegi
                        spent_per_person_served=_ratio(Decimal(found.spent_fen) / 100, found.people_served),
                        spent_per_expert_day=_ratio(Decimal(found.spent_fen) / 100, found.expert_days),
                        spent_by_category=_shares(json.loads(found.spent_by_category), found.spent_fen))
-        before = earlier.get(links.get(project.code, ""))
+        row["previous_project_code"] = links.get(project.code, "")
+        before = earlier.get(row["previous_project_code"])
         if before is not None:
-            row["previous_project_code"] = before.project_code
             row.update({f"previous_{name}": (fen_to_yuan(before.spent_fen) if name == "spent" else getattr(before, name))
                         for name in COMPARED})
         table.append(row)
@@ -206,14 +206,15 @@ def _shares(by_category: dict[str, int], total: int) -> str:
     if not total:
         return ""
     shares = sorted(by_category.items(), key=lambda kv: (-kv[1], kv[0]))
-    return "; ".join(f"{c} {(Decimal(100 * fen) / total).quantize(_CENT, ROUND_HALF_UP)}%" for c, fen in shares)
+    return "; ".join(f"{c or '（未填写）'} {(Decimal(100 * fen) / total).quantize(_CENT, ROUND_HALF_UP)}%"
+                     for c, fen in shares)
 
 
 def year_over_year(table: list[dict]) -> list[dict]:
     """The projects with a previous year, indicator by indicator: previous, current, change (text)."""
     rows = []
     for row in table:
-        if not row["previous_project_code"] or row["activities"] == "":
+        if row["previous_activities"] == "" or row["activities"] == "":
             continue
         for name in COMPARED:
             now, before = Decimal(str(row[name])), Decimal(str(row[f"previous_{name}"]))
