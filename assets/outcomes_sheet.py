@@ -42,6 +42,8 @@ def write_outcomes_sheet(book: xlsxwriter.Workbook, formats, *, outcomes: Outcom
               "num": book.add_format({"border": 1, "font_size": 10, "num_format": "0.00"}),
               "text": formats.by_kind["text"]}
     label = f"（{SAMPLE_LABEL}，非真实数据）" if outcomes.sample else ""
+    if outcomes.sample:  # the file's own title says so too (File > Properties, the print header's source)
+        book.set_properties({"title": f"{outcomes.year}年度专家服务基层项目汇总{label}", "keywords": SAMPLE_LABEL})
     sheet.write_string(0, 0, f"{outcomes.year}年度服务成效指标{label}", bold)
     indicators = [{**r, "type": TYPE_ZH[r["type"]], "provisional": "暂定" if r["provisional"] == "true" else ""}
                   for r in outcomes.indicators]
