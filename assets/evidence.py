@@ -18,7 +18,7 @@ import json
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -50,6 +50,8 @@ SAME_PHOTO_DISTANCE = 6
 # the activity's first day, and camera clocks drift).
 DATE_TOLERANCE_DAYS = 3
 MIN_LONG_SIDE = 320  # pixels
+# How many other packages a reused photo's findings name (the closest ones): enough to act on.
+MATCHES_NAMED = 3
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,9 @@ def _single_photo(year: int, photo: ListedPhoto, facts: PhotoFactsRow,
 
 def _same_pictures(photos: list[ListedPhoto], earlier: list[ListedPhoto], facts: dict[str, PhotoFactsRow]
                    ) -> list[tuple[ListedPhoto, ListedPhoto]]:
-    """(photo, the closest photo of each other package it matches): the same package (another member),
-    another project of the same year, or any package of an earlier year. Hashes are compared as 64-bit
+    """(photo, a photo it matches in another package or another row of its own), at most
+    MATCHES_NAMED per photo, the closest first: the same package (another member), another
+    project of the same year, or any package of an earlier year. Hashes are compared as 64-bit
     integers, a block of the year's photos against all candidates at once."""
     def hashed(items: list[ListedPhoto]) -> list[ListedPhoto]:
         return [p for p in items if (f := facts.get(p.sha256)) is not None and f.phash]
@@ -200,15 +203,19 @@ def _same_pictures(photos: list[ListedPhoto], earlier: list[ListedPhoto], facts:
     for start in range(0, len(mine), 512):  # bounded memory: 512 × candidates distances at a time
         block = as_int[start:min(start + 512, len(mine))]  # `candidates` begins with `mine`
         distances = np.bitwise_count(block[:, None] ^ as_int[None, :])
-        for i, j in zip(*np.nonzero(distances <= SAME_PHOTO_DISTANCE)):
-            photo, other = mine[start + i], candidates[j]
-            if other.package_id == photo.package_id and other.member == photo.member:
-                continue  # the same file listed on two rows is not a second photo
-            pairs.append((int(distances[i, j]), photo, other))
-    closest: dict[tuple, tuple[int, ListedPhoto, ListedPhoto]] = {}
-    for distance, photo, other in sorted(pairs, key=lambda t: (t[0], t[2].year, t[2].package_id, t[2].excel_row)):
-        closest.setdefault((photo.package_id, photo.excel_row, other.package_id), (distance, photo, other))
-    return [(photo, other) for _, photo, other in closest.values()]
+        for i, row in enumerate(distances):
+            close = np.flatnonzero(row <= SAME_PHOTO_DISTANCE)
+            # A stock picture can be in thousands of packages: look at the closest few only.
+            close = close[np.argsort(row[close], kind="stable")][:4 * MATCHES_NAMED]
+            photo, named = mine[start + i], set()
+            for j in close:
+                other = candidates[j]
+                if other.package_id == photo.package_id and other.member == photo.member:
+                    continue  # the same file listed on two rows is not a second photo
+                if other.package_id not in named and len(named) < MATCHES_NAMED:
+                    named.add(other.package_id)
+                    pairs.append((photo, other))
+    return pairs
 
 
 def _reuse(photo: ListedPhoto, other: ListedPhoto) -> Finding:

@@ -96,7 +96,9 @@ def _chart(book: xlsxwriter.Workbook, sheet: Worksheet, outcomes: Outcomes, firs
     for offset, r in enumerate(outcomes.indicators):
         if r["previous_people_served"] != "":
             sheet.write_number(first + offset, helper, int(r["previous_people_served"]))
+    sheet.set_column(helper, helper, None, None, {"hidden": True})
     chart = book.add_chart({"type": "column"})
+    chart.show_hidden_data()
     chart.add_series({"name": [SHEET, first - 1, served], "categories": [SHEET, first, codes, last, codes],
                       "values": [SHEET, first, served, last, served], "fill": {"color": "#4E79A7"}})
     if any(r["previous_people_served"] != "" for r in outcomes.indicators):

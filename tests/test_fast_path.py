@@ -91,5 +91,6 @@ def test_one_run_equals_runs_in_waves_and_what_was_planted(tmp_path, fmt, storag
     assert leftover.project_code.nunique() == data.manifest["leftover_packages"]
     for row in accepted.itertuples():
         assert int(row.granted.replace(".", "")) - int(row.spent.replace(".", "")) == int(row.balance.replace(".", ""))
-    assert set(issues.loc[issues.severity == "warning", "rule_id"]) <= {"R006", "S008"}
+    # bench/generate.py draws every photo from a pool of four, so photos really are reused (M008, M009).
+    assert set(issues.loc[issues.severity == "warning", "rule_id"]) <= {"R006", "S008", "M008", "M009"}
     assert set(issues.loc[issues.rule_id == "R006", "project_code"]) == set(leftover.project_code)
