@@ -107,8 +107,7 @@ def hash_new_photos(engine: Engine, inbox_dir: Path, photos: list[ListedPhoto]) 
     """Decode the photos whose content was never seen, through the worker door, and store their facts.
     Returns how many were stored and the packages a worker failed on (for the log)."""
     with engine.connect() as conn:
-        known = set(conn.execute(select(PhotoFactsRow.sha256)
-                                 .where(PhotoFactsRow.sha256.in_({p.sha256 for p in photos}))).scalars())
+        known = set(stored_facts(conn, {p.sha256 for p in photos}))
     wanted: dict[str, dict[str, str]] = defaultdict(dict)  # package name -> member -> sha256
     for photo in photos:
         if photo.sha256 not in known:
