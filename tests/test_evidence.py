@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from PIL import Image, ImageDraw, ImageFilter
 from sqlalchemy import create_engine, func, select
 
