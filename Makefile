@@ -20,10 +20,16 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# Then the made-up second year (示例, data/registry/2024.yaml), so the exports show a year-over-year comparison.
+SAMPLE_YEAR2 := 2024
+
 run: install
 	rm -rf inbox/$(YEAR)
 	$(BIN)/python -m etl sample --year $(YEAR) --out inbox
 	$(BIN)/python -m etl run --year $(YEAR) --inbox inbox --export exports --national-mock .national-mock/state.sqlite3
+	rm -rf inbox/$(SAMPLE_YEAR2)
+	$(BIN)/python -m etl sample --year $(SAMPLE_YEAR2) --out inbox
+	$(BIN)/python -m etl run --year $(SAMPLE_YEAR2) --inbox inbox --export exports --national-mock .national-mock/state.sqlite3
 
 backfill: install
 	$(BIN)/python -m etl backfill --year $(YEAR) $(foreach p,$(PROJECTS),--project $(p)) --inbox inbox --export exports --national-mock .national-mock/state.sqlite3

@@ -26,6 +26,7 @@ FUNDING_SOURCES = ("部拨经费", "市级配套", "市级经费")
 # 退回对象 of each funding source (notice §三: 结余经费退回市人力资源社会保障局或人力资源社会保障部).
 REFUND_TO = {"部拨经费": "人力资源社会保障部", "市级配套": "市人力资源社会保障局", "市级经费": "市人力资源社会保障局"}
 LEVEL_ZH = {"national": "国家级", "municipal": "市级"}
+SAMPLE_LABEL = "示例"
 TYPE_ZH = {"team": "服务团", "base": "服务基地"}
 
 
@@ -38,6 +39,7 @@ class RegisteredProject:
     project_name: str
     aliases: tuple[str, ...] = ()
     uscc: str = ""
+    continues: str = ""  # the code of last year's project this one carries on (post-evaluation, 后评估)
 
     def unit_names(self) -> tuple[str, ...]:
         return (self.host_unit, *self.aliases)
@@ -52,6 +54,7 @@ class YearRegistry:
     # (level, type) -> funding source -> fen
     grants: dict[tuple[str, str], dict[str, int]]
     projects: tuple[RegisteredProject, ...]
+    sample: bool = False  # a made-up year for demonstration (示例): every export of it says so
     _by_code: dict[str, RegisteredProject] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +145,7 @@ def parse_registry(doc: dict) -> YearRegistry:
             project_name=p["project_name"],
             aliases=tuple(p.get("aliases") or ()),
             uscc=str(p.get("uscc") or ""),
+            continues=normalize_code(p["continues"]) if p.get("continues") else "",
         )
         for p in doc["projects"]
     )
@@ -155,6 +159,7 @@ def parse_registry(doc: dict) -> YearRegistry:
         team_completion_date=_as_date(doc["team_completion_date"]),
         grants=grants,
         projects=projects,
+        sample=bool(doc.get("sample", False)),
     )
 
 

@@ -5,6 +5,7 @@ so a reader never sees half a file.
 """
 
 
+import functools
 import hashlib
 import os
 from collections import defaultdict
@@ -17,7 +18,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from adapters.national_system import outbox
-from adapters.registry import YearRegistry
+from adapters.registry import SAMPLE_LABEL, YearRegistry
 from adapters.resources import ExportResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
 from adapters.workers import WorkerFailure, map_isolated
@@ -26,6 +27,8 @@ from assets.partitions import single_run, year_partitions, years_of_run
 from assets import feedback
 from assets import changes as changes_module, manifest
 from assets.changes import package_changes, write_changes
+from assets.indicators import INDICATOR_COLUMNS, previous_registry, service_indicators, year_indicator_tables
+from assets.outcomes_sheet import write_outcomes_sheet
 from assets.incremental import code_hash
 from assets.national import national_sync
 from assets.reconciliation import KEYS as RECONCILIATION_KEYS
@@ -90,7 +93,8 @@ def national_table(engine: Engine, year: int) -> pd.DataFrame:
 
 
 def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *, run_id: str = "",
-                       registry_path: str | None = None) -> dict[str, Path | pd.DataFrame]:
+                       registry_path: str | None = None, previous_year: YearRegistry | None = None
+                       ) -> dict[str, Path | pd.DataFrame]:
     """Every export file of the year, from what the warehouse holds now; manifest.json last."""
     year = registry.year
     rules, registry_version = manifest.rules_version(), manifest.registry_version(year, registry_path)
@@ -101,6 +105,7 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
         for w in store.active_waivers(conn, year):
             waiver_ids[w.project_code].append(w.id)
         previous = store.exported_states(conn, year)
+        outcomes = year_indicator_tables(conn, registry, previous_year)
     issues = issues_table(engine, year)
     money = reconciliation_table(engine, year)
     national = national_table(engine, year)
@@ -111,13 +116,16 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
         "projects": projects,
         "issues": issues,
         "reconciliation": money,
-        "projects_csv": write_csv(projects, out_dir / "projects.csv"),
-        "issues_csv": write_csv(issues, out_dir / "issues.csv"),
-        "reconciliation_csv": write_csv(money, out_dir / "reconciliation.csv"),
+        "projects_csv": write_csv(sample_labelled(projects, registry), out_dir / "projects.csv"),
+        "issues_csv": write_csv(sample_labelled(issues, registry), out_dir / "issues.csv"),
+        "reconciliation_csv": write_csv(sample_labelled(money, registry), out_dir / "reconciliation.csv"),
+        "indicators_csv": write_csv(pd.DataFrame(outcomes.indicators, columns=INDICATOR_COLUMNS),
+                                    out_dir / "indicators.csv"),
         "waivers": waivers,
         "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=year, projects=projects, issues=issues,
                                       reconciliation=money, national=national, waivers=waivers,
-                                      changed=manifest.changed_projects(previous, states), versions=versions),
+                                      changed=manifest.changed_projects(previous, states), versions=versions,
+                                      more_sheets=[functools.partial(write_outcomes_sheet, outcomes=outcomes)]),
         "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
                                              version_keys=changes, versions=versions),
         "changes": out_dir / "changes",
@@ -156,6 +164,11 @@ def write_changes_workbooks(engine: Engine, year: int, out_dir: Path) -> dict[st
     with engine.begin() as conn:
         store.set_fingerprints(conn, year, _CHANGES, changed)
     return keys
+
+
+def sample_labelled(frame: pd.DataFrame, registry: YearRegistry) -> pd.DataFrame:
+    """A sample year's (示例) table with a last column saying so; a real year's as it is."""
+    return frame.assign(sample=SAMPLE_LABEL) if registry.sample else frame
 
 
 _FEEDBACK = "feedback/"  # fingerprints of the feedback files, by file name
@@ -238,7 +251,7 @@ def _fingerprint(project_row, finding_hashes: np.ndarray, extra: str) -> str:
     return digest.hexdigest()
 
 
-@dg.asset(deps=[national_sync], partitions_def=year_partitions, backfill_policy=single_run, group_name="reports",
+@dg.asset(deps=[national_sync, service_indicators], partitions_def=year_partitions, backfill_policy=single_run, group_name="reports",
           kinds={"csv"})
 def year_exports(
     context: dg.AssetExecutionContext,
@@ -253,7 +266,8 @@ def year_exports(
     metadata: dict[str, dg.MetadataValue] = {}
     for year in years_of_run(context):
         written = write_year_exports(warehouse.engine(), registry.year(year), exports.year_dir(year),
-                                     run_id=context.run.run_id, registry_path=registry.path or None)
+                                     run_id=context.run.run_id, registry_path=registry.path or None,
+                                     previous_year=previous_registry(registry, year))
         projects, issues = written["projects"], written["issues"]
         by_status = {PROJECT_STATUS_ZH.get(s, s): n for s, n in projects["status"].value_counts().items()}
         by_rule = issues.groupby(["rule_id", "severity"]).size().reset_index(name="count")
@@ -265,6 +279,7 @@ def year_exports(
         metadata[f"{year} projects.csv"] = dg.MetadataValue.path(str(written["projects_csv"].resolve()))
         metadata[f"{year} issues.csv"] = dg.MetadataValue.path(str(written["issues_csv"].resolve()))
         metadata[f"{year} reconciliation.csv"] = dg.MetadataValue.path(str(written["reconciliation_csv"].resolve()))
+        metadata[f"{year} indicators.csv"] = dg.MetadataValue.path(str(written["indicators_csv"].resolve()))
         metadata[f"{year} summary.xlsx"] = dg.MetadataValue.path(str(written["summary_xlsx"].resolve()))
         metadata[f"{year} feedback"] = dg.MetadataValue.path(str(written["feedback"].resolve()))
         metadata[f"{year} manifest.json"] = dg.MetadataValue.path(str(written["manifest"].resolve()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import filecmp
 import os
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -338,9 +338,11 @@ def write_tables(path: Path, tables: Sequence[dict]) -> Path:
 
 def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.DataFrame,
                   reconciliation: pd.DataFrame, national: pd.DataFrame | None, waivers: pd.DataFrame | None = None,
-                  changed: list[dict] | None = None, versions: str = "") -> Path:
-    """Write summary.xlsx (汇总表, 问题清单, 结余退回, 国家系统报送, 豁免记录, 本次变化) atomically; return its
-    path. `versions` (rule set and registry) heads 汇总表 and is printed on every page."""
+                  changed: list[dict] | None = None, versions: str = "",
+                  more_sheets: Sequence[Callable[[xlsxwriter.Workbook, _Formats], None]] = ()) -> Path:
+    """Write summary.xlsx (汇总表, 问题清单, 结余退回, 国家系统报送, 豁免记录, 本次变化, then `more_sheets`'
+    sheets, e.g. assets.outcomes_sheet's 服务成效) atomically; return its path. `versions` (rule set and
+    registry) heads 汇总表 and is printed on every page."""
     with atomic_path(path) as partial:
         # Belt and braces with write_string: no text is ever turned into a formula, number or link.
         # in_memory and a fixed creation time: the same year gives the same bytes, so an unchanged
@@ -367,5 +369,7 @@ def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.D
         rows = changed_rows(changed)
         _write_table(book, formats, name="本次变化", title=f"{year}年度与上次导出相比状态或金额有变化的项目",
                      columns=CHANGED_COLUMNS, rows=rows, note="" if rows else NO_CHANGES, stamp=versions)
+        for add_sheet in more_sheets:
+            add_sheet(book, formats)
         book.close()
     return path

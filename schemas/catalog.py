@@ -43,6 +43,12 @@ RULES: dict[str, Rule] = {
         Rule("M003", _F, "影像资料缺失", "{detail}，请补充服务现场照片并在影像资料表逐张登记。"),
         Rule("M004", _W, "照片缺少说明", "照片“{photo}”没有填写说明，请补充拍摄内容说明。"),
         Rule("M005", _F, "文件内容与扩展名不符", "文件“{value}”的内容是{actual}，与扩展名不符，请提供真实的{expected}文件。"),
+        # M006–M010: what the photos prove (assets.evidence); warnings, the office judges them
+        Rule("M006", _W, "照片拍摄时间不在服务期内", "照片“{photo}”的拍摄时间（相机记录）为 {taken}，不在{window}内，请核对是否为本项目本年度的服务现场照片。"),
+        Rule("M007", _W, "照片拍摄时间与登记不符", "照片“{photo}”的拍摄时间（相机记录）为 {taken}，与影像资料表填写的拍摄日期 {typed} 相差 {days} 天，请核对。"),
+        Rule("M008", _W, "照片与其他项目重复", "照片“{photo}”与{other}的照片“{other_photo}”相同或高度相似，请核对是否重复使用照片。"),
+        Rule("M009", _W, "同一材料包内照片重复", "照片“{photo}”与本材料包中的照片“{other_photo}”相同或高度相似，请核对是否重复登记。"),
+        Rule("M010", _W, "照片过小", "照片“{photo}”仅 {width}×{height} 像素，无法看清服务现场，请提供长边不小于 {min_side} 像素的原图。"),
         # S — sheet contents
         Rule("S001", _F, "缺少必填列", "工作表“{sheet}”缺少必填列“{column}”，请使用局发模板的表头。"),
         Rule("S002", _F, "数据格式无法识别", "“{column}”的值“{value}”无法识别为{kind}，请按{example}的格式填写。"),

@@ -58,7 +58,8 @@ def test_nightly_schedule_at_two_in_shanghai(tmp_path):
         with dg.build_schedule_context(instance=instance, scheduled_execution_time=night, resources=defs.resources,
                                        repository_def=defs.get_repository_def()) as context:
             requests = nightly.evaluate_tick(context).run_requests
-            assert [r.run_key for r in requests] == ["nightly-2023-2023-11-12"]
+            # One run per registered year: 2023 and the sample year 2024 (data/registry/2024.yaml, 示例).
+            assert [r.run_key for r in requests] == ["nightly-2023-2023-11-12", "nightly-2024-2023-11-12"]
             assert requests[0].partition_key == "2023"
             # The same night evaluated twice asks for the same run key: Dagster launches it once.
             assert nightly.evaluate_tick(context).run_requests[0].run_key == requests[0].run_key

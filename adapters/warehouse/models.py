@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -271,3 +272,45 @@ class ExportedProjectState(Base):
     year: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_code: Mapped[str] = mapped_column(String(32), primary_key=True)
     state: Mapped[str] = mapped_column(Text)  # JSON object (assets/manifest.py project_states)
+
+
+class PhotoFactsRow(Base):
+    """What a photo shows, keyed by its content: decoded once, whichever packages and years hold it.
+
+    `phash` is the 64-bit DCT perceptual hash (16 hex digits) that finds a photo used again after
+    re-encoding or resizing; empty with `error` set when the bytes are not a picture Pillow decodes.
+    """
+
+    __tablename__ = "photo_facts"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # EXIF, camera's local time
+    phash: Mapped[str] = mapped_column(String(16), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class ServiceIndicator(Base):
+    """A project's service figures for a year, from its package in use (indicators.csv).
+
+    Counts as summed from the unit's 服务活动, 专家名单 and 影像资料 rows; spending in integer fen by
+    支出科目 (JSON). `provisional`: the package in use has a fatal finding, so the figures may change.
+    """
+
+    __tablename__ = "service_indicator"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id"))
+    provisional: Mapped[bool] = mapped_column(Boolean)
+    activities: Mapped[int] = mapped_column(Integer)
+    service_days: Mapped[int] = mapped_column(Integer)
+    experts: Mapped[int] = mapped_column(Integer)
+    expert_days: Mapped[int] = mapped_column(Integer)
+    people_served: Mapped[int] = mapped_column(Integer)
+    trainees: Mapped[int] = mapped_column(Integer)
+    problems_solved: Mapped[int] = mapped_column(Integer)
+    districts: Mapped[int] = mapped_column(Integer)
+    photos: Mapped[int] = mapped_column(Integer)
+    photos_without_exif: Mapped[int] = mapped_column(Integer)
+    spent_fen: Mapped[int] = mapped_column(BigInteger)
+    spent_by_category: Mapped[str] = mapped_column(Text)  # JSON: 支出科目 -> fen
