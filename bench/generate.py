@@ -292,7 +292,16 @@ def _project_grants(doc: dict, index: int) -> dict[str, Decimal]:
 
 def _write_range(args: tuple[YearSpec, str, list[int]]) -> dict[str, int]:
     spec, root, indices = args
-    builder.jpeg_bytes = _pooled_jpeg  # this worker only
+    # Photos from a small pool (generation speed), for this range only: run in-process (workers=1, the
+    # tests) the builder must get its own photos back, or every later package shares four of them.
+    builder.jpeg_bytes = _pooled_jpeg
+    try:
+        return _write_packages(spec, root, indices)
+    finally:
+        builder.jpeg_bytes = _original_jpeg
+
+
+def _write_packages(spec: YearSpec, root: str, indices: list[int]) -> dict[str, int]:
     doc = registry_doc(spec)
     defective, leftover = _plan(spec)
     planted: dict[str, int] = {}

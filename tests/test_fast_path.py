@@ -44,10 +44,7 @@ def _read(export: Path, year: int) -> dict[str, pd.DataFrame]:
 
 
 @pytest.mark.parametrize("fmt,storage", [("xlsx", "sqlite"), ("csv", "postgresql")])
-def test_one_run_equals_runs_in_waves_and_what_was_planted(tmp_path, fmt, storage, monkeypatch):
-    # generate() swaps the builder's photo maker for a pool of four in its worker, here this process:
-    # put it back afterwards, or every later test's packages would share those four photos (M008).
-    monkeypatch.setattr(generate.builder, "jpeg_bytes", generate.builder.jpeg_bytes)
+def test_one_run_equals_runs_in_waves_and_what_was_planted(tmp_path, fmt, storage):
     spec = generate.YearSpec("paths", projects=12, lines=60, fmt=fmt, seed=11, defective_share=0.25,
                              leftover_share=0.3)
     data = generate.generate(spec, workers=1, cache_dir=tmp_path / "generated", log=lambda *_: None)
