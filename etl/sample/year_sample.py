@@ -33,6 +33,7 @@ from pathlib import Path
 
 
 from adapters.registry import RegisteredProject, YearRegistry, load_year
+from assets.templates import template_bytes
 from etl.sample.builder import (
     ACTIVITIES, BASIC_INFO, EXPENSES, EXPERT_PAID_LIMITS, PHOTOS, SHANGHAI, TOTAL_LABEL, Cell, PackageSpec,
     USCC_ALPHABET, clean_package, docx_bytes, write_package,
@@ -56,10 +57,11 @@ def yuan_grants(fen_by_source: dict[str, int]) -> dict[str, Decimal]:
 
 
 def project_spec(registry: YearRegistry, project: RegisteredProject) -> dict:
-    """A registered project as clean_package takes it: its registry fields, grants in Decimal yuan."""
+    """A registered project as clean_package takes it: its registry fields, grants in Decimal yuan, and
+    the template generated for it (the package's workbook is that template, filled in)."""
     return dict(code=project.code, level=project.level, type=project.type, host_unit=project.host_unit,
                 project_name=project.project_name, aliases=list(project.aliases), uscc=project.uscc,
-                grants=yuan_grants(registry.grants_for(project)))
+                grants=yuan_grants(registry.grants_for(project)), template=template_bytes(registry, project))
 
 
 def load_projects(registry_path: Path) -> tuple[YearRegistry, list[dict]]:
@@ -354,11 +356,10 @@ def _unregistered(sample: _Sample, registry: YearRegistry) -> None:
     sample.received(corrupt, 6, 12, 0)
     sample.add(corrupt, ("P001", "", None))
 
-    stranger = {
-        "code": f"{sample.year}-XX-99", "level": "municipal", "type": "base",
-        "host_unit": "上海市松江区农业技术推广中心", "project_name": "松江区农业科技专家服务站",
-        "grants": yuan_grants(registry.grants[("municipal", "base")]),
-    }
+    # An earlier batch's base: its unit fills a template of that batch, with a code the registry lacks.
+    stranger = project_spec(registry, RegisteredProject(
+        code=f"{sample.year}-XX-99", level="municipal", type="base", host_unit="上海市松江区农业技术推广中心",
+        project_name="松江区农业科技专家服务站"))
     photos_only = clean_package(stranger, sample.year)
     photos_only.name, photos_only.no_workbook = "现场照片及工作总结.zip", True
     sample.received(photos_only, 4, 18, 0)
