@@ -445,6 +445,17 @@ def check_package(path: Path, found: list) -> str | None:
             if vouchers[row[columns["凭证号"]]] > 1:
                 finding("S007", "经费支出", number)
 
+    # Money is reconciled whenever every line's amount and source reads, whatever else is wrong (R001).
+    if project and {"经费来源", "金额（元）"} <= set(columns):
+        money = [(row[columns["经费来源"]], amount(row[columns["金额（元）"]])) for _, row in lines]
+        if all(value is not None and value == value.quantize(Decimal("0.01")) and source in SOURCES[project["level"]]
+               for source, value in money):
+            spent: dict[str, Decimal] = Counter()
+            for source, value in money:
+                spent[source] += value
+            found.extend((path.name, "R001", "", None) for source, granted in project["grants"].items()
+                         if spent[source] > granted)
+
     if "服务活动" in sheets:
         columns, activities, _ = table(sheets["服务活动"])
         for number, row in activities:
