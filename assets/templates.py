@@ -12,6 +12,7 @@ field is matched by, so they are never read as the unit's values.
 
 import datetime as dt
 import io
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -20,7 +21,9 @@ from xlsxwriter.utility import xl_col_to_name
 from xlsxwriter.worksheet import Worksheet
 
 from adapters.registry import LEVEL_ZH, REFUND_TO, TYPE_ZH, RegisteredProject, YearRegistry
-from adapters.resources import ExportResource, RegistryResource
+from adapters.resources import ExportResource, RegistryResource, WarehouseResource
+from adapters.warehouse import store
+from assets.incremental import code_hash, digest
 from assets.partitions import single_run, year_partitions, years_of_run
 from assets.sheets import EXAMPLE_MARK
 from assets.summary_workbook import MONEY_FORMAT, atomic_path
@@ -258,7 +261,7 @@ def _guide(sheet: Worksheet, formats: _Formats, registry: YearRegistry, project:
     sheet.set_column(0, 0, 110)
 
 
-# --- the asset --------------------------------------------------------------------------------------
+# --- the asset ---------------------------------------------------------------------------------------
 
 def write_year_templates(registry: YearRegistry, out_dir: Path, codes: list[str] | None = None) -> list[Path]:
     """templates/<code>.xlsx of every registered project (or of the named ones)."""
@@ -266,17 +269,53 @@ def write_year_templates(registry: YearRegistry, out_dir: Path, codes: list[str]
     return [write_template(template_path(out_dir, project), registry, project) for project in projects]
 
 
+def _template_code() -> str:
+    from schemas import layout
+
+    return code_hash(layout, sys.modules[__name__])
+
+
+_TEMPLATE_CODE = _template_code()
+_KEYS = "templates/"  # fingerprints of the template files, by project
+
+
+def template_keys(registry: YearRegistry) -> dict[str, str]:
+    """project -> what its template is made of: its registry entry, grants and dates, and this code."""
+    dates = (registry.year, registry.deadline, registry.team_completion_date)
+    return {p.code: digest(_TEMPLATE_CODE, p, registry.grants_for(p), dates) for p in registry.projects}
+
+
+def refresh_year_templates(engine, registry: YearRegistry, out_dir: Path) -> int:
+    """Write the templates whose registry entry (or layout) changed since they were written, or that
+    are missing, and remove those of projects struck off: a national year has thousands of them."""
+    keys = template_keys(registry)
+    with engine.connect() as conn:
+        written = store.fingerprints(conn, registry.year, _KEYS)
+    todo = [code for code, key in keys.items()
+            if written.get(code) != key or not template_path(out_dir, registry.project(code)).exists()]
+    write_year_templates(registry, out_dir, todo)
+    gone = [code for code in written if code not in keys]
+    for code in gone:
+        (out_dir / f"{code}.xlsx").unlink(missing_ok=True)
+    with engine.begin() as conn:
+        store.set_fingerprints(conn, registry.year, _KEYS, {**{c: keys[c] for c in todo}, **dict.fromkeys(gone)})
+    return len(todo)
+
+
 @dg.asset(partitions_def=year_partitions, backfill_policy=single_run, group_name="reports", kinds={"excel"})
 def unit_templates(
     context: dg.AssetExecutionContext, registry: RegistryResource, exports: ExportResource,
+    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """填报模板：为每个立项项目生成依托单位填写的工作簿 templates/<项目编号>.xlsx。基本信息按立项登记预填并锁定，
     经费支出等表带表头、示例行、下拉列表（支出科目、本项目级别的经费来源）、日期和金额校验及中文输入提示，
-    另有填报说明（报送截止日期、结余退回对象）。只依赖立项登记，不读取任何材料包。"""
+    另有填报说明（报送截止日期、结余退回对象）。只依赖立项登记，不读取任何材料包；登记信息未变的模板不重写。"""
     metadata: dict[str, dg.MetadataValue] = {}
     for year in years_of_run(context):
-        written = write_year_templates(registry.year(year), exports.year_dir(year) / "templates")
-        metadata[f"{year} 模板数"] = dg.MetadataValue.int(len(written))
-        if written:
-            metadata[f"{year} templates"] = dg.MetadataValue.path(str(written[0].parent.resolve()))
+        out_dir = exports.year_dir(year) / "templates"
+        year_registry = registry.year(year)
+        written = refresh_year_templates(warehouse.engine(), year_registry, out_dir)
+        metadata[f"{year} 模板数"] = dg.MetadataValue.int(len(year_registry.projects))
+        metadata[f"{year} 本次生成的模板数"] = dg.MetadataValue.int(written)
+        metadata[f"{year} templates"] = dg.MetadataValue.path(str(out_dir.resolve()))
     return dg.MaterializeResult(metadata=metadata)

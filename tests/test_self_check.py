@@ -117,3 +117,14 @@ def test_a_late_file_time_is_not_a_check_finding(clean, inbox, registry):
     spec = clean("2023-ST-01")
     spec.modified_at = datetime(2023, 11, 20, 9, 0, tzinfo=SHANGHAI)  # the pipeline would say T001
     assert check_package(put(inbox, spec), registry, load_fee_caps()).findings.empty
+
+
+def test_check_a_folder_package_copies_it_with_its_times(clean, inbox, registry, tmp_path):
+    spec = clean("2023-GT-02")
+    spec.as_zip, spec.name = False, spec.name.removesuffix(".zip")
+    del spec.files[next(row[1] for row in spec.sheets["基本信息"] if row[0] == "审计报告文件")]
+    folder = put(inbox, spec)
+    before = tree_digest(inbox)
+    result = check_package(folder, registry, load_fee_caps(), tmp_path)
+    assert list(result.findings.rule_id) == ["M002"] and result.money == "provisional"
+    assert tree_digest(inbox) == before

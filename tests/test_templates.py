@@ -185,3 +185,28 @@ def test_filled_templates_pass_the_pipeline_without_any_finding(filled_inbox, da
     assert set(money.status) == {"balanced"} and set(money.provisional) == {"False"}
     # The unit_templates asset ran with the year job: every project's template is in the exports.
     assert len(list((run.dir / "templates").glob("*.xlsx"))) == 12
+
+
+def test_templates_are_rewritten_only_when_their_registry_entry_changes(registry, database_url, tmp_path):
+    import dataclasses
+
+    from adapters.registry import YearRegistry
+    from adapters.warehouse import connect, upgrade
+    from assets.templates import refresh_year_templates
+
+    engine = connect(database_url)
+    upgrade(engine)
+    out = tmp_path / "templates"
+    assert refresh_year_templates(engine, registry, out) == 12
+    assert refresh_year_templates(engine, registry, out) == 0
+    (out / "2023-SB-04.xlsx").unlink()
+    assert refresh_year_templates(engine, registry, out) == 1 and (out / "2023-SB-04.xlsx").exists()
+    renamed = [dataclasses.replace(p, project_name=p.project_name + "（更名）") if p.code == "2023-ST-02" else p
+               for p in registry.projects if p.code != "2023-SB-06"]
+    changed = YearRegistry(registry.year, registry.notice, registry.deadline, registry.team_completion_date,
+                           registry.grants, tuple(renamed))
+    assert refresh_year_templates(engine, changed, out) == 1
+    assert not (out / "2023-SB-06.xlsx").exists()  # struck off the registry: its template goes
+    name = Workbook((out / "2023-ST-02.xlsx").read_bytes()).grid(BASIC_INFO.name)[2][1]
+    assert name.endswith("（更名）")
+    engine.dispose()
