@@ -101,7 +101,8 @@ def _write_feedback(engine, registry: YearRegistry, result: CheckResult, out_dir
         package_id = next((p.id for p in store.package_versions(conn, registry.year) if p.name == result.package),
                           None)
         workbook = store.package_blobs(conn, [package_id])[package_id][0] if package_id else None
-        sheets = {sheet: found for (_, sheet), found in store.package_sheets(conn, [package_id] if package_id else []).items()}
+        found = store.package_sheets(conn, [package_id] if package_id else [])
+        sheets = {sheet: layout for (_, sheet), layout in found.items()}
     name = result.project_code or Path(result.package).stem
     return write_feedback(
         out_dir / f"{name}.xlsx", year=registry.year,

@@ -10,7 +10,8 @@ from assets.reconciliation import reconciliation
 from assets.templates import unit_templates
 from assets.validation import package_validation
 
-ASSETS = [package_intake, package_validation, reconciliation, national_report, national_sync, year_exports, unit_templates]
+ASSETS = [package_intake, package_validation, reconciliation, national_report, national_sync, year_exports,
+          unit_templates]
 
 # The year's whole pipeline, for the CLI, the inbox sensor, the UI and backfills.
 year_job = dg.define_asset_job(

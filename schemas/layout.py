@@ -63,7 +63,8 @@ def _date(field: str, header: str, aliases: tuple[str, ...] = (), *, required: b
     return Column(field, header, aliases, required, "date", hint or "填写日期，如 2023-06-01。", example)
 
 
-def _amount(field: str, header: str, aliases: tuple[str, ...] = (), *, hint: str = "", example: str = "1234.50") -> Column:
+def _amount(field: str, header: str, aliases: tuple[str, ...] = (), *, hint: str = "",
+            example: str = "1234.50") -> Column:
     return Column(field, header, aliases, True, "amount", hint or "填写金额（元），大于 0，最多两位小数，不要带单位。", example)
 
 

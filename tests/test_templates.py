@@ -113,8 +113,10 @@ def test_expense_and_leftover_validation(templates, registry, code):
 
 
 def test_guide_says_deadline_and_who_refunds_go_to(templates, registry):
-    national = "\n".join(str(c.value) for c in openpyxl.load_workbook(templates / "2023-GT-01.xlsx")[GUIDE]["A"] if c.value)
-    municipal = "\n".join(str(c.value) for c in openpyxl.load_workbook(templates / "2023-SB-01.xlsx")[GUIDE]["A"] if c.value)
+    def guide(code: str) -> str:
+        return "\n".join(str(c.value) for c in openpyxl.load_workbook(templates / f"{code}.xlsx")[GUIDE]["A"] if c.value)
+
+    national, municipal = guide("2023-GT-01"), guide("2023-SB-01")
     assert registry.deadline.isoformat() in national
     assert "部拨经费结余退回人力资源社会保障部" in national and "市级配套结余退回市人力资源社会保障局" in national
     assert "市级经费结余退回市人力资源社会保障局" in municipal and "部拨经费" not in municipal.split("经费要求")[1]

@@ -433,7 +433,8 @@ def clean_package(project: dict, year: int, *, seed: int = 0,
     """A complete package of one registered project that breaks no rule.
 
     project is a registry entry (code, level, type, host_unit, project_name, optional aliases and uscc)
-    plus grants: funding source -> yuan, and its generated template (bytes) to fill, if any. The expense lines of each source add up exactly to its grant
+    plus grants: funding source -> yuan, and its generated template (bytes) to fill, if any. The expense
+    lines of each source add up exactly to its grant
     minus leftover (default: none left), and a leftover gets its 结余说明 row.
     """
     rng = random.Random(f"{project['code']}/{seed}")
