@@ -96,21 +96,6 @@ def test_unreadable_amounts_leave_the_money_unreconciled_and_say_so(clean, inbox
     assert "尚未对账" in text and "金额或经费来源无法识别" in text
 
 
-def test_double_claim_is_reported_to_a_rejected_package_too(clean, inbox, database_url, run_etl):
-    from tests.test_money import EXPENSE_HEADER as HEADER
-
-    first, second = clean("2023-SB-03"), clean("2023-SB-04")
-    voucher = first.sheets["经费支出"][2][HEADER.index("凭证号")]
-    second.sheets["经费支出"][3][HEADER.index("凭证号")] = voucher
-    del first.files[next(row[1] for row in first.sheets["基本信息"] if row[0] == "工作总结文件")]  # M001: rejected
-    put(inbox, first)
-    put(inbox, second)
-    run = run_etl(inbox, database_url)
-    assert run.status("2023-SB-03") == "rejected"
-    r007 = run.findings("R007")
-    assert sorted(zip(r007.project_code, r007.row)) == [("2023-SB-03", "3"), ("2023-SB-04", "4")]
-
-
 def test_a_late_file_time_is_not_a_check_finding(clean, inbox, registry):
     from datetime import datetime
 
