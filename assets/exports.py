@@ -40,7 +40,9 @@ from schemas.values import fen_to_yuan
 RECONCILIATION_COLUMNS = ["year", "project_code", "funding_source", "granted", "spent", "balance", "refund_to",
                           "refund_declared", "status",
                           # added after the contract's columns: what the unit declared, for the operator
-                          "declared_total", "audited_total", "refund_to_declared", "package"]
+                          "declared_total", "audited_total", "refund_to_declared", "package",
+                          # true while the package in use has fatal findings: the figures may change
+                          "provisional"]
 NATIONAL_COLUMNS = ["project_code", "version", "status", "receipt_no", "attempts", "last_error", "server_time"]
 # waived, waived_by, waiver_reason: added after the contract's columns (an operator's waiver, issue 13).
 ISSUE_COLUMNS = ["year", "project_code", "package", "rule_id", "severity", "sheet", "row", "column", "value", "message",
@@ -70,10 +72,14 @@ def issues_table(engine: Engine, year: int) -> pd.DataFrame:
 
 
 def reconciliation_table(engine: Engine, year: int) -> pd.DataFrame:
-    """reconciliation.csv: money as plain decimals with exactly two places, computed in fen."""
+    """reconciliation.csv: money as plain decimals with exactly two places, computed in fen. A row is
+    provisional when its figures come from a package with fatal findings (store.fatal_package_ids
+    decides that, as it decides the package's status)."""
     with engine.connect() as conn:
         rows = store.reconciliation(conn, year)
         names = {p.id: p.name for p in store.package_versions(conn, year)}
+        reconciled = {r.package_id for r in rows if r.status != "unreconciled" and r.package_id is not None}
+        fatal = store.fatal_package_ids(conn, sorted(reconciled), store.ALL_STAGES_BUT_NATIONAL)
 
     def money(fen: int | None) -> str:
         return "" if fen is None else fen_to_yuan(fen)
@@ -83,7 +89,8 @@ def reconciliation_table(engine: Engine, year: int) -> pd.DataFrame:
               spent=money(r.spent_fen), balance=money(r.balance_fen), refund_to=r.refund_to,
               refund_declared=money(r.refund_declared_fen), status=r.status,
               declared_total=money(r.declared_total_fen), audited_total=money(r.audited_total_fen),
-              refund_to_declared=r.refund_to_declared, package=names.get(r.package_id, "")) for r in rows],
+              refund_to_declared=r.refund_to_declared, package=names.get(r.package_id, ""),
+              provisional=r.status != "unreconciled" and r.package_id in fatal) for r in rows],
         columns=RECONCILIATION_COLUMNS,
     )
 
@@ -127,7 +134,7 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
                                       changed=manifest.changed_projects(previous, states), versions=versions,
                                       more_sheets=[functools.partial(write_outcomes_sheet, outcomes=outcomes)]),
         "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
-                                             version_keys=changes, versions=versions),
+                                             version_keys=changes, versions=versions, money=money_states(money)),
         "changes": out_dir / "changes",
     }
     with engine.begin() as conn:
@@ -175,8 +182,21 @@ _FEEDBACK = "feedback/"  # fingerprints of the feedback files, by file name
 _FEEDBACK_CODE = code_hash(feedback)  # a changed workbook layout rewrites every file once
 
 
+def money_states(money: pd.DataFrame) -> dict[str, str]:
+    """project -> what its feedback says of its money (feedback.MONEY_STATES): final, provisional,
+    or unreconciled because no package arrived or its amounts/sources could not be read."""
+    states = {}
+    for code, rows in money.groupby("project_code"):
+        if (rows["status"] == "unreconciled").all():
+            states[code] = "unreadable" if (rows["package"] != "").any() else "no_package"
+        else:
+            states[code] = "provisional" if rows["provisional"].any() else "final"
+    return states
+
+
 def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: pd.DataFrame, issues: pd.DataFrame,
-                             out_dir: Path, *, version_keys: dict[str, str] | None = None, versions: str = "") -> Path:
+                             out_dir: Path, *, version_keys: dict[str, str] | None = None, versions: str = "",
+                             money: dict[str, str] | None = None) -> Path:
     """feedback/<code>.xlsx for every registered project with something to act on: its findings, and
     a marked copy of its workbook. A project with no finding gets none (a stale one is removed).
     A file whose project, status and findings are as when it was last written is left as it is, so a
@@ -195,7 +215,8 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
     for row in projects.itertuples(index=False):
         positions = rows_of.get(row.project_code)
         if positions is not None:
-            wanted[row.project_code] = _fingerprint(row, hashes[positions], versions + version_keys.get(row.project_code, ""))
+            wanted[row.project_code] = _fingerprint((*row, (money or {}).get(row.project_code, "")), hashes[positions],
+                                                    versions + version_keys.get(row.project_code, ""))
     todo = [code for code, fp in wanted.items()
             if written.get(f"{code}.xlsx") != fp or not (out_dir / f"{code}.xlsx").exists()]
     changes: dict[str, str | None] = {}
@@ -225,6 +246,7 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
                 workbook=blobs[package_id][0] if package_id is not None else None,
                 sheets=sheets_of[package_id] if package_id is not None else {},
                 deadline=registry.deadline.isoformat(), changes=diffs.get(code), versions=versions,
+                money=(money or {}).get(code, ""),
             )
 
     # Written across the worker pool: the copy of the unit's workbook reads untrusted bytes again.

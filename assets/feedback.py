@@ -103,7 +103,7 @@ Marks = dict[str, dict[Place, list[_Finding]]]
 
 def write_feedback(path: Path, *, year: int, project: dict, status: str, package: str, findings: pd.DataFrame,
                    workbook: bytes | None, sheets: dict[str, dict], deadline: str = "",
-                   changes: PackageChanges | None = None, versions: str = "") -> Path:
+                   changes: PackageChanges | None = None, versions: str = "", money: str = "") -> Path:
     """Write the unit's feedback workbook atomically and return its path.
 
     findings: the project's rows of issues.csv, every package of it; workbook: the .xlsx bytes of the
@@ -125,7 +125,7 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
         # The first sheet added is the one that opens, and the only one selected.
         cover = book.add_worksheet(COVER)
         _fill_cover(cover, formats, year=year, project=project, status=status,
-                    package=package, rows=rows, deadline=deadline,
+                    package=package, rows=rows, deadline=deadline, money=money,
                     marked=None if marks is None else sum(len(cells) for cells in marks.values()))
         _versions_line(cover, formats, versions)
         _fill_list(book.add_worksheet(LIST), formats, rows)
@@ -324,8 +324,19 @@ def _title(rule_id: str) -> str:
 
 # --- 说明 ----------------------------------------------------------------------------------------------
 
+# What the cover says of the money (reconciliation.csv's figures for the project).
+MONEY_STATES = {
+    "final": "经费对账结果为最终结果：本材料包没有致命问题，reconciliation.csv 中的拨付、支出、结余数即为审核结果。",
+    "provisional": "经费对账结果为暂定：已按本材料包的经费支出对账（超支、结余等问题已一并列出），但材料包还有致命问题，"
+                   "改正重新报送后将重新对账，数字可能变化。",
+    "unreadable": "尚未对账：经费支出中有金额或经费来源无法识别（或材料包无法读取），请先改正经费支出表中的金额、"
+                  "经费来源后重新报送，届时一并对账。",
+    "no_package": "尚未对账：尚未收到本项目的材料包。",
+}
+
+
 def _fill_cover(sheet: Worksheet, formats: _Formats, *, year: int, project: dict, status: str, package: str,
-                rows: list[_Finding], marked: int | None, deadline: str) -> None:
+                rows: list[_Finding], marked: int | None, deadline: str, money: str = "") -> None:
     in_use = [f for f in rows if f.in_use]
     fatal, warnings = [f for f in in_use if f.fatal], [f for f in in_use if not f.fatal]
     earlier = len(rows) - len(in_use)
@@ -342,6 +353,8 @@ def _fill_cover(sheet: Worksheet, formats: _Formats, *, year: int, project: dict
         ("审核结果", _STATUS_SENTENCE.get(status, PROJECT_STATUS_ZH.get(status, status))),
         ("问题数量", counts),
     ]
+    if money in MONEY_STATES:
+        facts.append(("经费对账", MONEY_STATES[money]))
     _merged(sheet, 0, f"{year}年度专家服务基层项目材料审核反馈", formats.title)
     row = 2
     for label, value in facts:
@@ -350,20 +363,45 @@ def _fill_cover(sheet: Worksheet, formats: _Formats, *, year: int, project: dict
         row += 1
 
     if fatal:
-        heading, first = "请先处理（致命问题，必须全部改正）", fatal
-    elif warnings:
-        heading, first = "请核对（警告，不影响审核结果）", warnings
+        row = _fatal_by_sheet(sheet, formats, row + 1, fatal)
     else:
-        heading, first = "当前材料包未发现问题", []
-    row = _section(sheet, formats, row + 1, heading, [f.line for f in first[:_COVER_LINES]])
-    if len(first) > _COVER_LINES:
-        _put(sheet, row, 1, f"……另有 {len(first) - _COVER_LINES} 条，见“{LIST}”工作表。", formats.wrap)
-        row += 1
+        heading, lines = ("请核对（警告，不影响审核结果）", [f.line for f in warnings]) if warnings \
+            else ("当前材料包未发现问题", [])
+        row = _section(sheet, formats, row + 1, heading, lines[:_COVER_LINES])
+        if len(lines) > _COVER_LINES:
+            _put(sheet, row, 1, f"……另有 {len(lines) - _COVER_LINES} 条，见“{LIST}”工作表。", formats.wrap)
+            row += 1
     _section(sheet, formats, row + 1, "下一步", _next_steps(status, bool(warnings), marked, deadline))
 
     sheet.set_column(0, 0, 12)
     sheet.set_column(1, 1, 90)
     _print_setup(sheet, landscape=False)
+
+
+def _fatal_by_sheet(sheet: Worksheet, formats: _Formats, row: int, fatal: list[_Finding]) -> int:
+    """The fatal findings to fix first, grouped by the sheet they point at (package-wide ones first),
+    at most _COVER_LINES in all; returns the next free row."""
+    _merged(sheet, row, f"请先处理（致命问题 {len(fatal)} 个，必须全部改正）", formats.heading)
+    row += 1
+    groups: dict[str, list[_Finding]] = {}
+    for finding in sorted(fatal, key=lambda f: (f.sheet != "", f.sheet, f.row or 0)):
+        groups.setdefault(finding.sheet, []).append(finding)
+    shown = 0
+    for name, found in groups.items():
+        if shown >= _COVER_LINES:
+            break
+        _put(sheet, row, 0, f"工作表“{name}”" if name else "材料包", formats.label)
+        _put(sheet, row, 1, f"{len(found)} 个致命问题", formats.label)
+        row += 1
+        for finding in found[:_COVER_LINES - shown]:
+            shown += 1
+            _put(sheet, row, 0, f"{shown}.", formats.wrap)
+            _put(sheet, row, 1, finding.line, formats.wrap)
+            row += 1
+    if len(fatal) > shown:
+        _put(sheet, row, 1, f"……另有 {len(fatal) - shown} 条致命问题，见“{LIST}”工作表。", formats.wrap)
+        row += 1
+    return row
 
 
 def _merged(sheet: Worksheet, row: int, value: str, fmt: Format) -> None:

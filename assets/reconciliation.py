@@ -1,9 +1,12 @@
 """Reconciliation: per project and funding source, what was granted against what the package in
 use spent, the leftover to refund and to whom (notice §三), and the money rules R001–R007.
 
-Only a package with no fatal intake or validation finding is reconciled: its amounts are readable
-and its sources valid. A rejected package leaves its project `unreconciled` until it is corrected.
-All sums are integer fen.
+A package in use is reconciled whenever every expense line's amount and funding source could be read
+(the amount in exact fen, the source one of its project's level), whatever else is wrong with it: the
+unit hears of its money problems in the same round as of its other findings. A project is left
+`unreconciled` only when it has no package or its expense amounts or sources could not be read.
+Whether figures are final (no fatal finding) or provisional is decided where the package's status
+is (store.fatal_package_ids), not here. All sums are integer fen.
 """
 
 import json
@@ -31,7 +34,7 @@ from assets.partitions import forced_projects, single_run, year_partitions, year
 from assets.validation import package_validation
 from schemas.catalog import RECONCILIATION_STATUS_ZH
 from schemas.findings import Finding, make_finding
-from schemas.layout import EXPENSES, LEFTOVER
+from schemas.layout import EXPENSES, LEFTOVER, SOURCES_BY_LEVEL
 from schemas.values import amount_of, fen_to_yuan
 
 
@@ -117,6 +120,20 @@ def _add_sheet_names(conn: Connection, money: dict[int, PackageMoney]) -> None:
             money[package_id].expense_sheet, money[package_id].expense_headers = found["typed_name"], headers
 
 
+def readable_money(conn: Connection, levels: dict[int, str]) -> set[int]:
+    """Which of these packages (id -> its project's level) can be reconciled: every expense line's
+    amount was read in exact fen and its funding source is one of the level's. A package whose
+    经费支出 has no line is readable too (it spent nothing)."""
+    counts = conn.execute(
+        select(ExpenseLine.package_id, ExpenseLine.funding_source, func.count(), func.count(ExpenseLine.amount_fen))
+        .where(ExpenseLine.package_id.in_(list(levels)))
+        .group_by(ExpenseLine.package_id, ExpenseLine.funding_source)
+    )
+    unreadable = {package_id for package_id, source, lines, amounts in counts
+                  if lines != amounts or source not in SOURCES_BY_LEVEL[levels[package_id]]}
+    return set(levels) - unreadable
+
+
 def _fen(typed: object) -> int | None:
     return amount_of(typed).fen
 
@@ -185,9 +202,9 @@ def _total_findings(total_spent: int, money: PackageMoney) -> list[Finding]:
     return findings
 
 
-def double_claims(conn: Connection, in_use: dict[str, int], accepted: set[int]) -> list[tuple[int, str, Finding]]:
-    """R007: the same 凭证号 in two projects' packages in use. Each accepted package gets a warning
-    per line, naming the other projects, so both units are asked (or the first once it is accepted)."""
+def double_claims(conn: Connection, in_use: dict[str, int], reported: set[int]) -> list[tuple[int, str, Finding]]:
+    """R007: the same 凭证号 in two projects' packages in use, accepted or not. Each `reported` package
+    (every readable one) gets a warning per line, naming the other projects, so both units are asked."""
     package_project = {pid: code for code, pid in in_use.items()}
     in_year = ExpenseLine.package_id.in_(list(package_project))
     # Vouchers in more than one package in use (one per project), found by the database: a year holds
@@ -204,7 +221,7 @@ def double_claims(conn: Connection, in_use: dict[str, int], accepted: set[int]) 
         .where(in_year, ExpenseLine.voucher_no.in_(shared[start:start + 10_000]))
     )], columns=["package_id", "excel_row", "voucher_no"])
     lines["project"] = lines["package_id"].map(package_project)
-    hits = lines[lines["package_id"].isin(accepted)]
+    hits = lines[lines["package_id"].isin(reported)]
     projects = lines.groupby("voucher_no")["project"].agg(set)
     sheets = {pid: PackageMoney(pid) for pid in set(hits["package_id"])}
     _add_sheet_names(conn, sheets)  # of the packages named, not the year's
@@ -247,10 +264,6 @@ def _money_code() -> str:
 _MONEY_CODE = _money_code()
 KEYS = "reconciliation/"  # fingerprints of each project's money and time findings
 
-# Stages whose fatal findings keep a package from being reconciled (its money is not readable).
-_BEFORE_MONEY = ("intake", "routing", "validation")
-
-
 def reconcile_projects(engine: Engine, registry: YearRegistry, keys: dict[str, str], caps: list[FeeCaps],
                        now: datetime) -> None:
     """Reconcile the projects' packages in use, apply the money and time rules, and store it all
@@ -260,10 +273,10 @@ def reconcile_projects(engine: Engine, registry: YearRegistry, keys: dict[str, s
     with engine.begin() as conn:
         versions = store.package_versions(conn, year, [p.code for p in projects])
         in_use = {p.project_code: p for p in versions}  # oldest first, so the last one wins
-        fatal = store.fatal_package_ids(conn, [p.id for p in in_use.values()], _BEFORE_MONEY)
-        accepted = [p.id for p in in_use.values() if p.intake_status == "readable" and p.id not in fatal]
-        money = load_money(conn, accepted)
-        fees = fee_findings(conn, accepted, caps, {pid: m.expense_sheet for pid, m in money.items()},
+        readable = sorted(readable_money(conn, {p.id: registry.project(code).level for code, p in in_use.items()
+                                                if p.intake_status == "readable"}))
+        money = load_money(conn, readable)
+        fees = fee_findings(conn, readable, caps, {pid: m.expense_sheet for pid, m in money.items()},
                             {pid: m.expense_headers for pid, m in money.items()})
         teams = [p.id for p in versions if p.intake_status == "readable" and registry.project(p.project_code).type == "team"]
         time_rules = {**late_findings(registry, versions)}
@@ -294,9 +307,8 @@ def _refresh_double_claims(conn: Connection, registry: YearRegistry) -> None:
     year = registry.year
     newest = store.newest_packages(conn, year)
     in_use = {code: p.id for code, p in newest.items()}
-    fatal = store.fatal_package_ids(conn, list(in_use.values()), _BEFORE_MONEY)
-    accepted = {p.id for p in newest.values() if p.intake_status == "readable"} - fatal
-    rows = [store.finding_row(year, pid, code, f) for pid, code, f in double_claims(conn, in_use, accepted)]
+    readable = {p.id for p in newest.values() if p.intake_status == "readable"}
+    rows = [store.finding_row(year, pid, code, f) for pid, code, f in double_claims(conn, in_use, readable)]
     store.replace_findings(conn, "double_claims", rows, year=year, whole_year=True)
 
 
@@ -313,7 +325,10 @@ def _reconciliation_row(year: int, code: str, package, money: PackageMoney | Non
     )
 
 
-MONEY_CHECK = "reconciled_only_accepted_packages"
+# Figures come only from packages whose every expense amount and source was read. Whether they are
+# final is the package's status (provisional while it has fatal findings; national reports are made
+# only from packages without: assets/national.py), not this check's business.
+MONEY_CHECK = "reconciled_only_readable_money"
 
 
 @dg.asset(
@@ -324,7 +339,8 @@ MONEY_CHECK = "reconciled_only_accepted_packages"
     kinds={"python"},
     check_specs=[dg.AssetCheckSpec(
         MONEY_CHECK, asset="reconciliation", blocking=True,
-        description="对账只使用无致命问题的材料包：被退回材料包的金额不得进入对账和国家系统报告。")],
+        description="对账只使用经费支出金额和经费来源全部可识别的材料包；有致命问题的材料包的对账结果为暂定"
+                    "（reconciliation.csv 的 provisional 列），不进入国家系统报告。")],
 )
 def reconciliation(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, registry: RegistryResource,
@@ -351,7 +367,7 @@ def reconciliation(
         redone += len(todo)
         with engine.connect() as conn:
             stored = store.reconciliation(conn, year)
-            misused += _reconciled_rejected(conn, stored)
+            misused += _reconciled_unreadable(conn, stored, year_registry)
             for (rule_id, _), n in store.finding_counts(conn, year).items():
                 if rule_id[0] in "RT":
                     by_rule[rule_id] += n
@@ -372,7 +388,7 @@ def reconciliation(
     })
     yield dg.AssetCheckResult(
         check_name=MONEY_CHECK, passed=not misused,
-        metadata={"使用了被退回材料包的项目": dg.MetadataValue.json(sorted(misused))},
+        metadata={"对账使用了金额或来源无法识别的材料包的项目": dg.MetadataValue.json(sorted(misused))},
     )
 
 
@@ -403,8 +419,10 @@ def _shown_yuan(fen: int | None) -> str:
     return f"{int(yuan):,}.{cents}"
 
 
-def _reconciled_rejected(conn: Connection, stored: list) -> list[str]:
-    """Projects whose reconciled figures come from a package with a fatal intake/validation finding."""
-    rows = [r for r in stored if r.status != "unreconciled" and r.package_id is not None]
-    fatal = store.fatal_package_ids(conn, [r.package_id for r in rows], _BEFORE_MONEY)
-    return sorted({r.project_code for r in rows if r.package_id in fatal})
+def _reconciled_unreadable(conn: Connection, stored: list, registry: YearRegistry) -> list[str]:
+    """Projects whose reconciled figures come from a package whose expense amounts or sources were not all read."""
+    rows = [r for r in stored if r.status != "unreconciled" and r.package_id is not None
+            and registry.project(r.project_code) is not None]  # a project struck off keeps its old rows
+    levels = {r.package_id: registry.project(r.project_code).level for r in rows}
+    readable = readable_money(conn, levels)
+    return sorted({r.project_code for r in rows if r.package_id not in readable})

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     received.add_argument("--database-url")
 
     _add_waiver_commands(commands)
+    _add_unit_commands(commands)
 
     commands.add_parser("mock-national", add_help=False, help="serve the mock national system (see --help)")
 
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return record_received(args)
     if args.command in _OPERATOR_COMMANDS:
         return _OPERATOR_COMMANDS[args.command](args)
+    if args.command in _UNIT_COMMANDS:
+        return _UNIT_COMMANDS[args.command](args)
     return build_sample(args)
 
 
@@ -249,6 +252,68 @@ def build_sample(args: argparse.Namespace) -> int:
     paths = build_sample_inbox(args.year, Path(args.out))
     print(f"sample inbox: {len(paths)} packages in {Path(args.out) / str(args.year)}")
     return 0
+
+
+# --- the unit's side: a template to fill, a check before sending ----------------------------------------
+
+def _add_unit_commands(commands) -> None:
+    template = commands.add_parser("template", help="write the workbook template of each project (or one)")
+    template.add_argument("--year", type=int, required=True)
+    template.add_argument("--project", help="one project code (default: every registered project)")
+    template.add_argument("--out", required=True, help="directory to write <项目编号>.xlsx into")
+    template.add_argument("--registry")
+    check = commands.add_parser("check", help="check one package (zip or folder) before sending it")
+    check.add_argument("package")
+    check.add_argument("--year", type=int, required=True)
+    check.add_argument("--out", help="directory to write the feedback workbook into")
+    check.add_argument("--registry")
+    check.add_argument("--fee-caps", help="fee caps file (default: data/rules/fee_caps.yaml)")
+
+
+def write_templates(args: argparse.Namespace) -> int:
+    from assets.templates import write_year_templates
+
+    registry = load_year(args.year, args.registry)
+    project = registry.project(args.project) if args.project else None
+    if args.project and project is None:
+        print(f"项目编号 {args.project} 不在 {args.year} 年立项名单中。", file=sys.stderr)
+        return 2
+    paths = write_year_templates(registry, Path(args.out), [project.code] if project else None)
+    print(f"已生成 {len(paths)} 个填报模板：{Path(args.out)}")
+    return 0
+
+
+def check_package(args: argparse.Namespace) -> int:
+    """Exit 0 when the package has no fatal finding, 1 otherwise (2 when it cannot be checked at all)."""
+    from adapters.fee_caps import load_fee_caps
+    from assets.feedback import MONEY_STATES
+    from assets.self_check import check_package as check
+    from assets.summary_workbook import integer
+    from schemas.catalog import SEVERITY_ZH
+
+    package = Path(args.package)
+    if not package.exists():
+        print(f"找不到材料包：{package}", file=sys.stderr)
+        return 2
+    result = check(package, load_year(args.year, args.registry), load_fee_caps(args.fee_caps),
+                   Path(args.out) if args.out else None)
+    findings = result.findings
+    print(f"材料包：{result.package}（项目编号：{result.project_code or '未识别'}）")
+    for f in findings.sort_values("severity", key=lambda s: s != "fatal", kind="stable").itertuples(index=False):
+        place = "".join([f"工作表“{f.sheet}”" if f.sheet else "", f"第 {integer(f.row)} 行" if integer(f.row) else "",
+                         f"“{f.column}”" if f.column else ""])
+        print(f"[{SEVERITY_ZH[f.severity]}] {f.rule_id} {place + '：' if place else ''}{f.message}")
+    warnings = len(findings) - result.fatal
+    print(f"检查结果：致命问题 {result.fatal} 个，警告 {warnings} 个。"
+          + ("有致命问题，请改正后再报送。" if result.fatal else "可以报送。"))
+    if result.money:
+        print(MONEY_STATES[result.money])
+    if result.feedback:
+        print(f"问题清单已写入：{result.feedback}")
+    return 1 if result.fatal else 0
+
+
+_UNIT_COMMANDS = {"template": write_templates, "check": check_package}
 
 
 if __name__ == "__main__":

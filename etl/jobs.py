@@ -9,10 +9,11 @@ from assets.indicators import service_indicators
 from assets.intake import package_intake
 from assets.national import national_report, national_sync
 from assets.reconciliation import reconciliation
+from assets.templates import unit_templates
 from assets.validation import package_validation
 
 ASSETS = [package_intake, package_validation, photo_evidence, reconciliation, service_indicators, national_report,
-          national_sync, year_exports]
+          national_sync, year_exports, unit_templates]
 
 # The year's whole pipeline, for the CLI, the inbox sensor, the UI and backfills.
 year_job = dg.define_asset_job(

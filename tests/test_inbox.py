@@ -642,3 +642,79 @@ def test_extension_check_on_a_package_member(tmp_path):
     with open_package(ref_of(path)) as pkg:
         results = {m.path: check_extension(m.path, pkg.head(m.path)).ok for m in pkg.members}
     assert results == {"照片/1.jpg": False, "照片/2.jpg": True}
+
+
+# --- packages as units really send them (issue 11) ---------------------------------------------------
+
+def test_folder_received_time_is_its_newest_file_not_the_folder(tmp_path):
+    root = write_folder(tmp_path / "2023" / "材料", {"x.pdf": PDF, "sub/y.jpg": JPEG})
+    written = 1_699_500_000_000_000_000
+    copied = written + 86_400 * 10**9  # copied into the inbox a day later: folders get that time
+    os.utime(root / "x.pdf", ns=(written - 10**9, written - 10**9))
+    os.utime(root / "sub" / "y.jpg", ns=(written, written))
+    for folder in (root / "sub", root):
+        os.utime(folder, ns=(copied, copied))
+    ref = ref_of(root)
+    assert ref.modified_at == datetime.fromtimestamp(written / 1e9, UTC)
+    assert ref.cache_key[2] == copied  # the cache still sees the copy
+
+
+def test_folder_cache_notices_a_deleted_file_that_changes_neither_size_nor_newest_file(tmp_path):
+    year = tmp_path / "2023"
+    root = write_folder(year / "材料", {"x.pdf": PDF, "sub/空.txt": b""})
+    moment = 1_699_500_000_000_000_000
+    for path in (root / "x.pdf", root / "sub" / "空.txt", root / "sub", root):
+        os.utime(path, ns=(moment, moment))
+    first = ref_of(root)
+    (root / "sub" / "空.txt").unlink()  # its folder's time changes, no file's does, nor the size
+    again = discover_packages(year, {first.cache_key: first.sha256})[0]
+    assert (again.modified_at, again.size) == (first.modified_at, first.size)
+    assert again.sha256 != first.sha256
+
+
+def test_zip_with_windows_backslash_members_reads_as_folders(tmp_path):
+    path = write_zip(tmp_path / "2023" / "p.zip", {
+        "材料\\": b"", "材料\\工作簿.xlsx": b"PK\x03\x04 pretend workbook", "材料\\照片\\a.jpg": JPEG})
+    with open_package(ref_of(path)) as package:
+        assert [m.path for m in package.members] == ["材料/工作簿.xlsx", "材料/照片/a.jpg"]
+        assert package.read("材料/照片/a.jpg") == JPEG
+        assert package.find("照片\\a.jpg").path == "材料/照片/a.jpg"
+
+
+def test_zip_whose_only_member_is_a_zip_is_opened_one_level_down(tmp_path):
+    inner = _zip_bytes(CLEAN)
+    path = write_zip(tmp_path / "2023" / "p.zip", {"材料.zip": inner, **JUNK})
+    with open_package(ref_of(path)) as package:
+        assert sorted(m.path for m in package.members) == sorted(p for p in CLEAN)
+        assert package.read("附件/工作总结.pdf") == PDF
+    # Never deeper: a zip in a zip in a zip is the middle zip's single zip member, read as a file.
+    deeper = write_zip(tmp_path / "2023" / "q.zip", {"外层.zip": _zip_bytes({"内层.zip": inner})})
+    with open_package(ref_of(deeper)) as package:
+        assert [m.path for m in package.members] == ["内层.zip"]
+    # The inner zip is judged like any package: unsafe members are refused there too.
+    unsafe = write_zip(tmp_path / "2023" / "r.zip", {"材料.zip": _zip_bytes({"../evil.txt": b"x"})})
+    with pytest.raises(UnsafePackage, match="包外"):
+        open_package(ref_of(unsafe))
+    # A zip beside other files is not unwrapped.
+    beside = write_zip(tmp_path / "2023" / "s.zip", {"材料.zip": inner, "说明.pdf": PDF})
+    with open_package(ref_of(beside)) as package:
+        assert sorted(m.path for m in package.members) == ["材料.zip", "说明.pdf"]
+
+
+@pytest.mark.parametrize("inner", [_zip_bytes({}), b""], ids=["empty-inner", "zero-byte-inner"])
+def test_empty_inner_zip_is_unreadable_with_clear_words(tmp_path, inner):
+    path = write_zip(tmp_path / "2023" / "p.zip", {"材料.zip": inner})
+    with pytest.raises(UnreadablePackage, match="为空|0 字节"):
+        open_package(ref_of(path))
+
+
+def test_empty_zip_and_folder_say_no_file_is_in_them(tmp_path):
+    path = tmp_path / "2023" / "p.zip"
+    path.parent.mkdir()
+    path.write_bytes(_zip_bytes({"目录/": b""}))
+    with pytest.raises(UnreadablePackage, match="压缩包为空，里面没有任何材料文件"):
+        open_package(ref_of(path))
+    root = tmp_path / "2023" / "空文件夹"
+    (root / "子目录").mkdir(parents=True)
+    with pytest.raises(UnreadablePackage, match="文件夹为空，里面没有任何材料文件"):
+        open_package(ref_of(root))

@@ -36,6 +36,7 @@ def test_balanced_national_team_to_the_fen(clean, inbox, database_url, run_etl):
     money = recon(run, "2023-GT-01")
     assert list(money.index) == ["部拨经费", "市级配套"]
     assert money.loc["部拨经费", ["granted", "spent", "balance", "status"]].tolist() == ["100000.00", "100000.00", "0.00", "balanced"]
+    assert set(money.provisional) == {"False"}  # no fatal finding: the figures are final
     assert run.status("2023-GT-01") == "accepted"
 
 
@@ -125,6 +126,19 @@ def test_double_claimed_voucher_warns_both_projects(clean, inbox, database_url, 
     r007 = run.findings("R007")
     assert sorted(zip(r007.project_code, r007.row)) == [("2023-SB-03", "3"), ("2023-SB-04", "4")]
     assert "2023-SB-04" in r007[r007.project_code == "2023-SB-03"].iloc[0].message
+
+
+def test_double_claim_is_reported_to_a_rejected_package_too(clean, inbox, database_url, run_etl):
+    first, second = clean("2023-SB-03"), clean("2023-SB-04")
+    voucher = first.sheets["经费支出"][2][EXPENSE_HEADER.index("凭证号")]
+    second.sheets["经费支出"][3][EXPENSE_HEADER.index("凭证号")] = voucher
+    del first.files[next(row[1] for row in first.sheets["基本信息"] if row[0] == "工作总结文件")]  # M001: rejected
+    put(inbox, first)
+    put(inbox, second)
+    run = run_etl(inbox, database_url)
+    assert run.status("2023-SB-03") == "rejected"
+    r007 = run.findings("R007")
+    assert sorted(zip(r007.project_code, r007.row)) == [("2023-SB-03", "3"), ("2023-SB-04", "4")]
 
 
 def test_late_package_and_team_activity_after_completion(clean, inbox, sqlite_url, run_etl):

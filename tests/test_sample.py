@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 from python_calamine import CalamineWorkbook
 
+from assets.sheets import EXAMPLE_MARK
 from etl.sample import year_sample
 from etl.sample.builder import (
     BASIC_FIELDS, EXPENSE_HEADER, EXPERT_PAID_LIMITS, REFUND_TO, SHANGHAI, SHANGHAI_DISTRICTS,
@@ -96,7 +97,7 @@ def table(rows: list[list[object]]) -> tuple[dict[str, int], list[tuple[int, lis
     for number, row in enumerate(rows[1:], start=2):
         if total is not None:
             break  # notes typed below the table
-        if all(blank(value) for value in row):
+        if all(blank(value) for value in row) or row[0] == EXAMPLE_MARK:  # the template's example row
             continue
         if any(str(row[columns[name]]).strip() == "合计" for name in ("序号", "摘要") if name in columns):
             total = row
@@ -144,7 +145,7 @@ def test_clean_package_is_complete_and_adds_up(tmp_path, project):
     files = members(path)
     sheets = sheets_of(files)
     assert set(REQUIRED_SHEETS) <= set(sheets)
-    assert [row[0] for row in sheets["基本信息"]] == BASIC_FIELDS
+    assert [row[0] for row in sheets["基本信息"]][:len(BASIC_FIELDS)] == BASIC_FIELDS
     assert sheets["经费支出"][0] == EXPENSE_HEADER
     info = {name: value for name, (_, value) in basic_info(sheets).items()}
     assert info["项目编号"] == project["code"] and info["依托单位"] == project["host_unit"]
@@ -343,7 +344,7 @@ def test_accepted_packages_add_up(inbox):
         sheets = sheets_of(files)
         info = basic_info(sheets)
         project = BY_CODE[info["项目编号"][1]]
-        leftover = {row[0]: amount(row[1]) for row in sheets.get("结余说明", [[]])[1:]}
+        leftover = {row[0]: amount(row[1]) for _, row in table(sheets.get("结余说明", [["经费来源"]]))[1]}
         spent, total = spent_by_source(expense_rows(files, sheets))
         assert spent == {source: granted - leftover.get(source, 0) for source, granted in project["grants"].items()}
         assert total == sum(spent.values()) == amount(info["审计确认支出金额（元）"][1]), path.name
@@ -444,6 +445,17 @@ def check_package(path: Path, found: list) -> str | None:
             if vouchers[row[columns["凭证号"]]] > 1:
                 finding("S007", "经费支出", number)
 
+    # Money is reconciled whenever every line's amount and source reads, whatever else is wrong (R001).
+    if project and {"经费来源", "金额（元）"} <= set(columns):
+        money = [(row[columns["经费来源"]], amount(row[columns["金额（元）"]])) for _, row in lines]
+        if all(value is not None and value == value.quantize(Decimal("0.01")) and source in SOURCES[project["level"]]
+               for source, value in money):
+            spent: dict[str, Decimal] = Counter()
+            for source, value in money:
+                spent[source] += value
+            found.extend((path.name, "R001", "", None) for source, granted in project["grants"].items()
+                         if spent[source] > granted)
+
     if "服务活动" in sheets:
         columns, activities, _ = table(sheets["服务活动"])
         for number, row in activities:
@@ -458,5 +470,5 @@ def check_package(path: Path, found: list) -> str | None:
             finding("M003", "影像资料", number)
         if blank(row[columns["说明"]]):
             finding("M004", "影像资料", number)
-    found.extend((path.name, "R006", "", None) for _ in sheets.get("结余说明", [])[1:])
+    found.extend((path.name, "R006", "", None) for _ in table(sheets.get("结余说明", [["经费来源"]]))[1])
     return code

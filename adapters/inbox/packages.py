@@ -2,7 +2,8 @@
 
 The inbox belongs to the units, not to the pipeline: nothing here writes, moves, extracts or
 deletes anything there. Members are read into memory (bounded) or streamed, and a zip is judged
-from its central directory before a single byte is inflated, so a hostile or broken package ends
+from its central directory before a single byte is inflated (a zip whose only member is a zip, one
+level down, the same way), so a hostile or broken package ends
 as a PackageError carrying a Chinese detail for the unit, never as a crash or a full disk.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import os
 import re
 import stat
@@ -44,18 +46,22 @@ class PackageRef:
     name: str
     path: Path
     kind: Literal["zip", "folder", "other"]
-    modified_at: datetime
+    modified_at: datetime  # when the unit last changed it: a folder's newest member file
     size: int
     sha256: str
+    # The newest time of anything in it, its folders included (deleting a file changes only its
+    # folder's time): what tells the hash cache that a package changed. None: modified_at's.
+    changed_ns: int | None = None
 
     @property
     def cache_key(self) -> tuple[str, int, int]:
         """The ``known_hashes`` key of this package: (name, size, mtime_ns).
 
-        mtime_ns is taken at the microsecond precision ``modified_at`` holds, so a caller can
-        rebuild the key from a stored PackageRef alone.
+        mtime_ns is taken at microsecond precision (the precision ``modified_at`` holds), so a
+        caller can rebuild the key from a stored PackageRef alone.
         """
-        return self.name, self.size, _datetime_to_ns(self.modified_at)
+        changed = _datetime_to_ns(self.modified_at) if self.changed_ns is None else self.changed_ns
+        return self.name, self.size, changed // 1000 * 1000
 
 
 def discover_packages(
@@ -89,19 +95,25 @@ def _describe(path: Path, known: Mapping[tuple[str, int, int], str]) -> PackageR
         kind = "folder"
         entries = list(_walk(path))
         stats = [entry.stat(follow_symlinks=False) for _, entry in entries]
-        size = sum(s.st_size for s in stats if stat.S_ISREG(s.st_mode))
-        # Subfolders count too: deleting a file changes its folder's mtime, not any file's.
-        mtime_ns = max([st.st_mtime_ns, *(s.st_mtime_ns for s in stats)])
+        files = [s for s in stats if not stat.S_ISDIR(s.st_mode)]
+        size = sum(s.st_size for s in files if stat.S_ISREG(s.st_mode))
+        # Received when its newest file was written: the folder's own time changes whenever anything
+        # is copied into it (or the folder itself is copied). An empty folder has only its own time.
+        mtime_ns = max((s.st_mtime_ns for s in files), default=st.st_mtime_ns)
+        # Subfolders count for the cache: deleting a file changes its folder's mtime, not any file's.
+        changed_ns = max([st.st_mtime_ns, *(s.st_mtime_ns for s in stats)])
     else:
         # lstat, not stat: a link is described (and later refused), never followed.
         is_zip = stat.S_ISREG(st.st_mode) and path.name.lower().endswith(".zip")
         kind = "zip" if is_zip else "other"
         size, mtime_ns = st.st_size, st.st_mtime_ns
+        changed_ns = mtime_ns
     modified_at = _EPOCH + timedelta(microseconds=mtime_ns // 1000)
-    sha = known.get((path.name, size, _datetime_to_ns(modified_at)))
+    ref = PackageRef(path.name, path, kind, modified_at, size, "", changed_ns)
+    sha = known.get(ref.cache_key)
     if sha is None:
         sha = _folder_sha256(path) if kind == "folder" else _entry_digest(path, st)
-    return PackageRef(path.name, path, kind, modified_at, size, sha)
+    return PackageRef(path.name, path, kind, modified_at, size, sha, changed_ns)
 
 
 def _datetime_to_ns(moment: datetime) -> int:
@@ -300,7 +312,7 @@ def _open_folder(root: Path, limits: Limits) -> OpenedPackage:
             files[rel] = (Path(entry.path), entry.stat(follow_symlinks=False).st_size)
     _check_sizes([(p, size, None) for p, (_, size) in files.items()], limits)
     if not files:
-        raise UnreadablePackage("文件夹为空")
+        raise UnreadablePackage("文件夹为空，里面没有任何材料文件")
     return _FolderPackage(files)
 
 
@@ -308,9 +320,25 @@ def _open_zip(path: Path, limits: Limits) -> OpenedPackage:
     # Opened here rather than by zipfile so that a permission problem stays an operations error
     # instead of being reported to the unit as a damaged package.
     fp = path.open("rb")
+    if os.fstat(fp.fileno()).st_size == 0:
+        fp.close()
+        raise UnreadablePackage("压缩包是 0 字节的空文件")
+    package = _zip_package(fp, limits)
+    inner = _only_zip(package)
+    if inner is None:
+        return package
+    # Units zip the zip they were sent or made: a zip whose only member is a zip is that member,
+    # opened in memory (within the member limit) and judged like any package, one level only.
+    with package:
+        data = package.read(inner)
+    if not data:
+        raise UnreadablePackage(f"压缩包中的“{inner}”是 0 字节的空文件", inner)
+    return _zip_package(io.BytesIO(data), limits)
+
+
+def _zip_package(fp: IO[bytes], limits: Limits) -> _ZipPackage:
+    """An archive judged from its central directory; closes fp when it is refused."""
     try:
-        if os.fstat(fp.fileno()).st_size == 0:
-            raise UnreadablePackage("压缩包是 0 字节的空文件")
         try:
             archive = zipfile.ZipFile(fp)
         except _CORRUPT as exc:
@@ -320,6 +348,13 @@ def _open_zip(path: Path, limits: Limits) -> OpenedPackage:
         fp.close()
         raise
     return _ZipPackage(fp, archive, infos)
+
+
+def _only_zip(package: OpenedPackage) -> str | None:
+    """The path of the package's only member when that member is itself a zip."""
+    if len(package.members) == 1 and package.members[0].path.lower().endswith(".zip"):
+        return package.members[0].path
+    return None
 
 
 def open_quarantined(ref: PackageRef, limits: Limits = Limits()) -> OpenedPackage:
@@ -376,7 +411,7 @@ def _validate_zip(infos: list[zipfile.ZipInfo], limits: Limits) -> dict[str, zip
         files[rel] = info
     _check_sizes(sizes, limits)
     if not files:
-        raise UnreadablePackage("压缩包为空")
+        raise UnreadablePackage("压缩包为空，里面没有任何材料文件")
     return files
 
 

@@ -6,7 +6,9 @@ encoding, a zip whose member names may be GBK without the UTF-8 flag (Chinese Wi
 the package's modification time. The same spec always gives the same bytes, so tests can compare them.
 
 `clean_package` makes a complete package that breaks no rule of ../shared/spec/rules.md, for one
-registered project; tests and the sample inbox plant their defects into a copy of it.
+registered project; tests and the sample inbox plant their defects into a copy of it. Its workbook is
+the project's generated template (assets/templates.py) with the rows typed into it, as a unit fills it
+in a spreadsheet program (`fill_template`), so the template and the sample can never drift apart.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import csv
 import io
 import os
 import random
+import re
 import shutil
 import struct
 import zipfile
@@ -27,8 +30,11 @@ from typing import BinaryIO
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
+import openpyxl
 import xlsxwriter
 from PIL import Image, ImageDraw
+
+from schemas.layout import LAYOUTS
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -72,6 +78,7 @@ class PackageSpec:
     extra_workbooks: int = 0  # copies of the workbook ("… - 副本.xlsx"), for P002
     no_workbook: bool = False  # neither workbook nor 经费支出.csv, for P002
     raw: bytes | None = None  # the package file's bytes as they are (a corrupt zip, for P001): all else unused
+    template: bytes | None = None  # the project's generated template: the sheets are typed into it
 
 
 # Before any modified_at is known: zip timestamps and the workbook's creation time must not be "now",
@@ -127,6 +134,57 @@ def write_workbook(sheets: Sheets, target: Path | str | BinaryIO, *, created: da
     workbook.close()
 
 
+_REQUIRED = {layout.name for layout in LAYOUTS if layout.required}
+_KEY_VALUE = {layout.name for layout in LAYOUTS if layout.key_value}
+_MODIFIED = re.compile(rb"<dcterms:modified[^>]*>[^<]*</dcterms:modified>")
+
+
+def fill_template(template: bytes, sheets: Sheets, moment: datetime = _FIXED_MOMENT) -> bytes:
+    """Type the sheets' rows into the template as a unit does in a spreadsheet program (openpyxl here):
+    基本信息's fields and values over its column A and B, each table from its header down, over the
+    example row (a unit that keeps it types below; the pipeline ignores it either way). A required
+    sheet the rows leave out is deleted, as a unit deletes it; an optional one stays, empty.
+    The template's validation, input messages and protection stay as generated."""
+    book = openpyxl.load_workbook(io.BytesIO(template))
+    for name in list(book.sheetnames):
+        if name not in sheets and name in _REQUIRED:
+            del book[name]
+    for name, rows in sheets.items():
+        sheet = book[name] if name in book.sheetnames else book.create_sheet(name)
+        if name not in _KEY_VALUE:
+            for row in sheet.iter_rows():
+                for cell in row:
+                    cell.value = None
+        for r, row in enumerate(rows, start=1):
+            for c, value in enumerate(row, start=1):
+                _type_into(sheet.cell(r, c), value)
+    book.properties.created = moment
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return _stable(buffer.getvalue(), moment)
+
+
+def _type_into(cell, value: Cell) -> None:
+    if isinstance(value, str):
+        cell.value = value
+        cell.data_type = "s"  # text stays text, even "=…"
+    elif isinstance(value, date):
+        cell.value, cell.number_format = value, "yyyy-mm-dd"
+    elif isinstance(value, (int, Decimal)) or value is None:
+        cell.value = value
+    else:
+        raise TypeError(f"cannot type {type(value).__name__} into {cell.coordinate}")
+
+
+def _stable(xlsx: bytes, moment: datetime) -> bytes:
+    """The same bytes for the same rows: openpyxl stamps the save time into the file and its members."""
+    with zipfile.ZipFile(io.BytesIO(xlsx)) as archive:
+        members = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    stamp = f"<dcterms:modified xsi:type=\"dcterms:W3CDTF\">{moment:%Y-%m-%dT%H:%M:%SZ}</dcterms:modified>".encode()
+    members = [(name, _MODIFIED.sub(stamp, data) if name == "docProps/core.xml" else data) for name, data in members]
+    return zip_bytes(members, moment)
+
+
 def zip_bytes(members: list[tuple[str, bytes]], date_time: datetime, *, gbk_names: bool = False) -> bytes:
     """A deflated zip of members, every one stamped with date_time (local time, as zip stores it)."""
     buffer = io.BytesIO()
@@ -177,13 +235,17 @@ def _members(spec: PackageSpec, local_time: datetime) -> list[tuple[str, bytes]]
             sheets = {name: rows for name, rows in sheets.items() if name != EXPENSES}
             csv_path = str(workbook_path.with_name(EXPENSES_CSV))
             members.append((csv_path, csv_bytes(spec.sheets[EXPENSES], spec.expenses_csv)))
-        buffer = io.BytesIO()
-        write_workbook(sheets, buffer, created=local_time)
-        members.append((spec.workbook_name, buffer.getvalue()))
+        if spec.template is not None:
+            workbook = fill_template(spec.template, sheets, local_time)
+        else:
+            buffer = io.BytesIO()
+            write_workbook(sheets, buffer, created=local_time)
+            workbook = buffer.getvalue()
+        members.append((spec.workbook_name, workbook))
         for copy in range(1, spec.extra_workbooks + 1):
             suffix = " - 副本" if copy == 1 else f" - 副本 ({copy})"  # how Windows names a copied file
             copy_name = workbook_path.with_name(f"{workbook_path.stem}{suffix}{workbook_path.suffix}")
-            members.append((str(copy_name), buffer.getvalue()))
+            members.append((str(copy_name), workbook))
     members.extend(spec.files.items())
     return members
 
@@ -371,7 +433,8 @@ def clean_package(project: dict, year: int, *, seed: int = 0,
     """A complete package of one registered project that breaks no rule.
 
     project is a registry entry (code, level, type, host_unit, project_name, optional aliases and uscc)
-    plus grants: funding source -> yuan. The expense lines of each source add up exactly to its grant
+    plus grants: funding source -> yuan, and its generated template (bytes) to fill, if any. The expense
+    lines of each source add up exactly to its grant
     minus leftover (default: none left), and a leftover gets its 结余说明 row.
     """
     rng = random.Random(f"{project['code']}/{seed}")
@@ -436,7 +499,7 @@ def clean_package(project: dict, year: int, *, seed: int = 0,
         ]
     display = (project.get("aliases") or [host_unit])[0]
     return PackageSpec(name=f"{display}-{year}年专家服务基层材料.zip", sheets=sheets, files=files,
-                       modified_at=modified_at)
+                       modified_at=modified_at, template=project.get("template"))
 
 
 def _person(rng: random.Random) -> str:

@@ -15,8 +15,10 @@ EXPECTED lists every planted defect as (package, rule_id, sheet, row), with thes
 - Planted money defects keep the typed amounts adding up (a negative line reverses a duplicate, a
   3-decimal split adds up to the line it split), so no R-rule follows from them as long as amounts are
   summed as typed. The one exception is the 部拨经费 line on a municipal project (S005): it necessarily
-  puts money on a source the project was not granted. Money defects are fatal, so those packages are
-  rejected and their projects left unreconciled; R-findings on them are not listed.
+  puts money on a source the project was not granted. A package is reconciled whenever every expense
+  line's amount and source could be read, rejected or not, so its R-findings are listed (the wrong
+  identity package overspends on purpose: R001); one whose amounts or sources cannot all be read (the
+  bad accounts package) is left unreconciled and gets none.
 - P007 is listed for the older package wherever a project has two, including the path-traversal one
   (P004): its workbook can still be read safely, so it names its project.
 """
@@ -33,6 +35,7 @@ from pathlib import Path
 
 
 from adapters.registry import RegisteredProject, YearRegistry, load_year
+from assets.templates import template_bytes
 from etl.sample.builder import (
     ACTIVITIES, BASIC_INFO, EXPENSES, EXPERT_PAID_LIMITS, PHOTOS, SHANGHAI, TOTAL_LABEL, Cell, PackageSpec,
     USCC_ALPHABET, clean_package, docx_bytes, write_package,
@@ -56,10 +59,11 @@ def yuan_grants(fen_by_source: dict[str, int]) -> dict[str, Decimal]:
 
 
 def project_spec(registry: YearRegistry, project: RegisteredProject) -> dict:
-    """A registered project as clean_package takes it: its registry fields, grants in Decimal yuan."""
+    """A registered project as clean_package takes it: its registry fields, grants in Decimal yuan, and
+    the template generated for it (the package's workbook is that template, filled in)."""
     return dict(code=project.code, level=project.level, type=project.type, host_unit=project.host_unit,
                 project_name=project.project_name, aliases=list(project.aliases), uscc=project.uscc,
-                grants=yuan_grants(registry.grants_for(project)))
+                grants=yuan_grants(registry.grants_for(project)), template=template_bytes(registry, project))
 
 
 def load_projects(registry_path: Path) -> tuple[YearRegistry, list[dict]]:
@@ -258,9 +262,17 @@ def _missing_sheet(sample: _Sample, project: dict, seed: int) -> None:
 
 
 def _wrong_identity(sample: _Sample, project: dict, seed: int) -> None:
-    """The supervising body typed as 依托单位, a USCC with a typo in it, and an old template's 经费支出
-    without the 支出科目 column."""
+    """The supervising body typed as 依托单位, a USCC with a typo in it, an old template's 经费支出
+    without the 支出科目 column, and 500.00 spent over the grant (合计 and audited total in step): the
+    package is rejected, yet its amounts and sources read, so its overspending (R001) comes in the same
+    answer."""
     spec = clean_package(project, sample.year, seed=seed)
+    rows = spec.sheets[EXPENSES]
+    amount = _col(rows, "金额（元）")
+    over = Decimal("500.00")
+    for row in (_firm_paid(spec)[0], rows[-1]):
+        row[amount] += over
+    _field(spec, "审计确认支出金额（元）")[1] += over
     host, uscc = _field(spec, "依托单位"), _field(spec, "统一社会信用代码")
     host[1] = "上海市科学技术委员会"
     # Any other last character fails the check: the one the unit typed was the check character.
@@ -271,7 +283,8 @@ def _wrong_identity(sample: _Sample, project: dict, seed: int) -> None:
     for row in rows:
         del row[dropped]
     sample.received(spec, 2, 14, 10)
-    sample.add(spec, ("P006", BASIC_INFO, host), ("S009", BASIC_INFO, uscc), ("S001", EXPENSES, None))
+    sample.add(spec, ("P006", BASIC_INFO, host), ("S009", BASIC_INFO, uscc), ("S001", EXPENSES, None),
+               ("R001", "", None))
 
 
 def _messy_and_unsafe(sample: _Sample, project: dict, seed: int) -> None:
@@ -354,11 +367,10 @@ def _unregistered(sample: _Sample, registry: YearRegistry) -> None:
     sample.received(corrupt, 6, 12, 0)
     sample.add(corrupt, ("P001", "", None))
 
-    stranger = {
-        "code": f"{sample.year}-XX-99", "level": "municipal", "type": "base",
-        "host_unit": "上海市松江区农业技术推广中心", "project_name": "松江区农业科技专家服务站",
-        "grants": yuan_grants(registry.grants[("municipal", "base")]),
-    }
+    # An earlier batch's base: its unit fills a template of that batch, with a code the registry lacks.
+    stranger = project_spec(registry, RegisteredProject(
+        code=f"{sample.year}-XX-99", level="municipal", type="base", host_unit="上海市松江区农业技术推广中心",
+        project_name="松江区农业科技专家服务站"))
     photos_only = clean_package(stranger, sample.year)
     photos_only.name, photos_only.no_workbook = "现场照片及工作总结.zip", True
     sample.received(photos_only, 4, 18, 0)

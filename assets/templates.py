@@ -1,0 +1,321 @@
+"""The workbook a unit fills in, `templates/<project_code>.xlsx` (xlsxwriter), one per registered project.
+
+Its sheets and columns come from schemas/layout.py, the same place that reads the packages back, so the
+template cannot ask for a column the pipeline does not know. 基本信息 is prefilled from the registry and
+protected, only the unit's cells unlocked; every table has its header, an example row whose first cell
+is 示例 (the pipeline never reads it as data), Chinese input messages and data validation: drop-down
+lists for 支出科目, for exactly the 经费来源 of the project's level and their 退回对象, dates, amounts with
+at most two decimals, whole numbers. A 填报说明 sheet says what goes where, the deadline and who refunds
+go to. The registry's extra facts (level, grants, deadline) sit below 基本信息's fields under labels no
+field is matched by, so they are never read as the unit's values.
+"""
+
+import datetime as dt
+import io
+import sys
+from pathlib import Path
+
+import dagster as dg
+import xlsxwriter
+from xlsxwriter.utility import xl_col_to_name
+from xlsxwriter.worksheet import Worksheet
+
+from adapters.registry import LEVEL_ZH, REFUND_TO, TYPE_ZH, RegisteredProject, YearRegistry
+from adapters.resources import ExportResource, RegistryResource, WarehouseResource
+from adapters.warehouse import store
+from assets.incremental import code_hash, digest
+from assets.partitions import single_run, year_partitions, years_of_run
+from assets.sheets import EXAMPLE_MARK
+from assets.summary_workbook import MONEY_FORMAT, atomic_path
+from schemas.layout import (
+    ACTIVITIES, BASIC_INFO, CATEGORIES, EXPENSES, EXPERTS, LEFTOVER, PHOTOS, PUBLICITY, SOURCES_BY_LEVEL, Column,
+    SheetLayout,
+)
+from schemas.values import fen_to_yuan
+
+GUIDE = "填报说明"
+TABLES = (EXPENSES, ACTIVITIES, PHOTOS, EXPERTS, LEFTOVER, PUBLICITY)
+# 基本信息 fields the registry fills in (and the sheet's protection keeps as they are).
+PREFILLED = ("year", "project_code", "project_name", "host_unit")
+# Rows the data validation covers below a table's header: more than any unit types by hand.
+_VALIDATED_ROWS = 5000
+_DATE_FORMAT = "yyyy-mm-dd"
+_AUTHOR = "市人社局专技处"
+# Fixed, so the same registry gives the same bytes (a re-run changes no file).
+_CREATED = dt.datetime(2023, 1, 1)
+# The registry's facts below 基本信息's fields: none of these labels is a field name or alias there.
+_FACTS_TITLE = "立项登记信息（供参考，无需填写）"
+_EXAMPLE_YEAR = "2023"  # examples and hints in schemas/layout.py are written for 2023
+
+
+def template_path(out_dir: Path, project: RegisteredProject) -> Path:
+    return out_dir / f"{project.code}.xlsx"
+
+
+def write_template(path: Path, registry: YearRegistry, project: RegisteredProject) -> Path:
+    """Write the project's template atomically and return its path."""
+    with atomic_path(path) as partial:
+        _write(str(partial), registry, project)
+    return path
+
+
+def template_bytes(registry: YearRegistry, project: RegisteredProject) -> bytes:
+    """The same workbook in memory (the sample inbox fills it in as a unit would)."""
+    buffer = io.BytesIO()
+    _write(buffer, registry, project)
+    return buffer.getvalue()
+
+
+def _write(target, registry: YearRegistry, project: RegisteredProject) -> None:
+    # Belt and braces: nothing typed here may become a formula, number or link by itself.
+    book = xlsxwriter.Workbook(target, {"in_memory": True, "strings_to_formulas": False,
+                                        "strings_to_numbers": False, "strings_to_urls": False})
+    book.set_properties({"author": _AUTHOR, "created": _CREATED,
+                         "title": f"{registry.year}年度专家服务基层项目材料填报模板（{project.code}）"})
+    formats = _Formats(book)
+    _basic_info(book.add_worksheet(BASIC_INFO.name), formats, registry, project)
+    for layout in TABLES:
+        _table(book.add_worksheet(layout.name), formats, layout, registry, project)
+    _guide(book.add_worksheet(GUIDE), formats, registry, project)
+    book.close()
+
+
+class _Formats:
+    def __init__(self, book: xlsxwriter.Workbook) -> None:
+        border = {"border": 1, "border_color": "#999999", "valign": "vcenter"}
+        self.header = book.add_format({**border, "bold": True, "bg_color": "#DDEBF7", "text_wrap": True,
+                                       "align": "center"})
+        self.label = book.add_format({**border, "bold": True, "bg_color": "#DDEBF7"})
+        self.locked = book.add_format({**border, "bg_color": "#F2F2F2", "locked": True})
+        self.example = book.add_format({"italic": True, "font_color": "#808080"})
+        self.title = book.add_format({"bold": True, "font_size": 14})
+        self.heading = book.add_format({"bold": True, "font_size": 12})
+        self.wrap = book.add_format({"text_wrap": True, "valign": "top"})
+        self.note = book.add_format({"font_color": "#808080"})
+        # Unlocked cells, one per kind of value (protection applies to 基本信息 only).
+        self.typed = {
+            "date": book.add_format({**border, "locked": False, "num_format": _DATE_FORMAT}),
+            "amount": book.add_format({**border, "locked": False, "num_format": MONEY_FORMAT}),
+            "text": book.add_format({**border, "locked": False, "num_format": "@"}),
+            "plain": book.add_format({**border, "locked": False}),
+        }
+        self.column = {"date": book.add_format({"num_format": _DATE_FORMAT}),
+                       "amount": book.add_format({"num_format": MONEY_FORMAT}),
+                       "text": book.add_format({"num_format": "@"})}
+
+    def for_kind(self, kind: str):
+        return self.typed["date" if kind == "date" else "amount" if kind == "amount" else
+                          "text" if kind == "text" else "plain"]
+
+
+def _for_year(text: str, year: int) -> str:
+    return text.replace(_EXAMPLE_YEAR, str(year))
+
+
+def _choices(column: Column, project: RegisteredProject) -> list[str]:
+    """A list column's choices: 支出科目, or the level's own 经费来源, or their 退回对象."""
+    sources = list(SOURCES_BY_LEVEL[project.level])
+    if column.field == "category":
+        return list(CATEGORIES)
+    if column.field == "funding_source":
+        return sources
+    if column.field == "refund_to":
+        return list(dict.fromkeys(REFUND_TO[source] for source in sources))
+    raise ValueError(f"no choices for {column.field}")
+
+
+def _validation(column: Column, project: RegisteredProject, cell: str) -> dict | None:
+    """The data validation of a column (cell: its first cell, for formulas), with its input message."""
+    message = {"input_title": column.header[:32], "input_message": column.hint[:255]} if column.hint else {}
+    if column.kind == "list":
+        choices = _choices(column, project)
+        return {"validate": "list", "source": choices, **message, "error_title": "请从列表中选择",
+                "error_message": f"“{column.header}”只能填写：{'、'.join(choices)}。"[:255]}
+    if column.kind == "date":
+        return {"validate": "date", "criteria": "between", "minimum": dt.date(2000, 1, 1),
+                "maximum": dt.date(2099, 12, 31), **message, "error_title": "日期格式不正确",
+                "error_message": "请填写日期，如 2023-06-01。"}
+    if column.kind == "amount":
+        return {"validate": "custom", "value": f"=AND(ISNUMBER({cell}),{cell}>0,ROUND({cell},2)={cell})", **message,
+                "error_title": "金额不正确", "error_message": "请填写大于 0、最多两位小数的金额（元），不要带单位。"}
+    if column.kind == "integer":
+        return {"validate": "integer", "criteria": ">=", "value": 0, **message, "error_title": "请填写整数",
+                "error_message": f"“{column.header}”应为不小于 0 的整数。"}
+    if column.kind == "days":
+        return {"validate": "decimal", "criteria": ">=", "value": 0, **message, "error_title": "请填写天数",
+                "error_message": "服务天数应为不小于 0 的数，可为 0.5。"}
+    return {"validate": "any", **message} if message else None
+
+
+def _example(column: Column, project: RegisteredProject, year: int) -> str:
+    if column.kind == "list":
+        return _choices(column, project)[0 if column.field != "category" else 3]  # 差旅费: the commonest
+    return _for_year(column.example, year)
+
+
+# --- 基本信息 ---------------------------------------------------------------------------------------
+
+def _registered(registry: YearRegistry, project: RegisteredProject) -> dict[str, str]:
+    values = {"year": str(registry.year), "project_code": project.code, "project_name": project.project_name,
+              "host_unit": project.host_unit}
+    if project.uscc:
+        values["uscc"] = project.uscc
+    return values
+
+
+def _basic_info(sheet: Worksheet, formats: _Formats, registry: YearRegistry, project: RegisteredProject) -> None:
+    """Column A the field, column B its value: the registry's values locked, the unit's cells open."""
+    registered = _registered(registry, project)
+    for row, column in enumerate(BASIC_INFO.columns):
+        sheet.write_string(row, 0, column.header, formats.label)
+        if column.field in registered:
+            value = registered[column.field]
+            if column.field == "year":
+                sheet.write_number(row, 1, int(value), formats.locked)
+            else:
+                sheet.write_string(row, 1, value, formats.locked)
+            continue
+        sheet.write_blank(row, 1, None, formats.for_kind(column.kind))
+        rule = _validation(column, project, f"B{row + 1}")
+        if rule:
+            sheet.data_validation(row, 1, row, 1, rule)
+    row = len(BASIC_INFO.columns) + 1
+    sheet.write_string(row, 0, _FACTS_TITLE, formats.heading)
+    for label, value in _facts(registry, project):
+        row += 1
+        sheet.write_string(row, 0, label, formats.label)
+        sheet.write_string(row, 1, value, formats.locked)
+    sheet.set_column(0, 0, 26)
+    sheet.set_column(1, 1, 60)
+    # No password: protection keeps the registry's values from being typed over by mistake, nothing more.
+    sheet.protect("", {"select_locked_cells": True, "select_unlocked_cells": True})
+
+
+def _facts(registry: YearRegistry, project: RegisteredProject) -> list[tuple[str, str]]:
+    """The registry's facts a unit needs beside its fields (labels matched by no 基本信息 field)."""
+    facts = [("立项级别与类型", f"{LEVEL_ZH[project.level]}{TYPE_ZH[project.type]}")]
+    facts += [(f"立项拨付·{source}（元）", fen_to_yuan(fen)) for source, fen in registry.grants_for(project).items()]
+    facts.append(("材料报送截止日期", registry.deadline.isoformat()))
+    if project.type == "team":
+        facts.append(("服务团完成服务时间", registry.team_completion_date.isoformat()))
+    return facts
+
+
+# --- tables -----------------------------------------------------------------------------------------
+
+def _table(sheet: Worksheet, formats: _Formats, layout: SheetLayout, registry: YearRegistry,
+           project: RegisteredProject) -> None:
+    """Header in row 1, the example row (first cell 示例) in row 2, validation on the rows below it."""
+    last = _VALIDATED_ROWS
+    for col, column in enumerate(layout.columns):
+        sheet.write_string(0, col, column.header, formats.header)
+        example = EXAMPLE_MARK if col == 0 else _example(column, project, registry.year)
+        sheet.write_string(1, col, example, formats.example)
+        sheet.set_column(col, col, max(10, min(30, len(column.header) * 2 + 4)), formats.column.get(column.kind))
+        cell = f"{xl_col_to_name(col)}3"
+        rule = _validation(column, project, cell)
+        if rule:
+            sheet.data_validation(2, col, last, col, rule)
+    sheet.freeze_panes(1, 0)
+
+
+# --- 填报说明 ---------------------------------------------------------------------------------------
+
+def _guide(sheet: Worksheet, formats: _Formats, registry: YearRegistry, project: RegisteredProject) -> None:
+    year, sources = registry.year, SOURCES_BY_LEVEL[project.level]
+    refunds = "；".join(f"{source}结余退回{REFUND_TO[source]}" for source in sources)
+    sections = [
+        ("报送什么", [
+            f"请于 {registry.deadline.isoformat()}（含）前报送材料包：一个 zip 压缩包或一个文件夹，内含本工作簿、"
+            "工作成效总结（pdf 或 docx）、第三方审计报告（pdf）和服务现场照片。",
+            "材料包只放一个 Excel 工作簿；不要加密码，不要只报送改动的文件。重新报送的材料包将替代此前的版本。",
+            "报送前可自行检查：python -m etl check 材料包 --year " + str(year) + "，或请市人社局代为检查。",
+        ]),
+        ("各工作表填什么", [
+            f"{BASIC_INFO.name}：灰色单元格已按立项登记填好并锁定，请在白色单元格填写其余各项；"
+            "工作总结文件、审计报告文件填写材料包中对应文件的文件名。",
+            f"{EXPENSES.name}：每笔支出一行；支出科目、经费来源从下拉列表选择（本项目的经费来源：{'、'.join(sources)}）；"
+            "凭证号不得重复；表末可加一行“合计”，其金额应等于各行之和，并等于基本信息中的审计确认支出金额。",
+            f"{ACTIVITIES.name}：每次服务活动一行。",
+            f"{PHOTOS.name}：每张照片一行，文件名与材料包中的照片一致，每张照片都要写说明。",
+            f"{EXPERTS.name}、{PUBLICITY.name}：如有请填写。",
+            f"{LEFTOVER.name}：经费有结余时，每个有结余的经费来源填一行，写明结余金额、原因（专项说明）和退回对象。",
+            f"各表第 2 行（第一格为“{EXAMPLE_MARK}”）是填写示例，不计入数据，可保留或删除；请从第 3 行起填写。",
+        ]),
+        ("经费要求", [
+            "专款专用：每笔支出只能计入一个经费来源；设备购置费、工资福利、招待费、礼品费等不得列支。",
+            "服务团应在 11 月上旬前完成服务，经费原则上应使用完毕。",
+            f"结余经费须专项说明并退回：{refunds}。",
+            "金额以元为单位，最多两位小数。",
+        ]),
+    ]
+    sheet.write_string(0, 0, f"{year}年度专家服务基层项目材料填报说明（{project.code} {project.project_name}）",
+                       formats.title)
+    row = 2
+    for heading, lines in sections:
+        sheet.write_string(row, 0, heading, formats.heading)
+        for number, line in enumerate(lines, start=1):
+            sheet.write_string(row + number, 0, f"{number}. {line}", formats.wrap)
+        row += len(lines) + 2
+    sheet.write_string(row, 0, "如有疑问，请联系市人力资源社会保障局专业技术人员管理处。", formats.note)
+    sheet.set_column(0, 0, 110)
+
+
+# --- the asset ---------------------------------------------------------------------------------------
+
+def write_year_templates(registry: YearRegistry, out_dir: Path, codes: list[str] | None = None) -> list[Path]:
+    """templates/<code>.xlsx of every registered project (or of the named ones)."""
+    projects = [p for p in registry.projects if codes is None or p.code in codes]
+    return [write_template(template_path(out_dir, project), registry, project) for project in projects]
+
+
+def _template_code() -> str:
+    from schemas import layout
+
+    return code_hash(layout, sys.modules[__name__])
+
+
+_TEMPLATE_CODE = _template_code()
+_KEYS = "templates/"  # fingerprints of the template files, by project
+
+
+def template_keys(registry: YearRegistry) -> dict[str, str]:
+    """project -> what its template is made of: its registry entry, grants and dates, and this code."""
+    dates = (registry.year, registry.deadline, registry.team_completion_date)
+    return {p.code: digest(_TEMPLATE_CODE, p, registry.grants_for(p), dates) for p in registry.projects}
+
+
+def refresh_year_templates(engine, registry: YearRegistry, out_dir: Path) -> int:
+    """Write the templates whose registry entry (or layout) changed since they were written, or that
+    are missing, and remove those of projects struck off: a national year has thousands of them."""
+    keys = template_keys(registry)
+    with engine.connect() as conn:
+        written = store.fingerprints(conn, registry.year, _KEYS)
+    todo = [code for code, key in keys.items()
+            if written.get(code) != key or not template_path(out_dir, registry.project(code)).exists()]
+    write_year_templates(registry, out_dir, todo)
+    gone = [code for code in written if code not in keys]
+    for code in gone:
+        (out_dir / f"{code}.xlsx").unlink(missing_ok=True)
+    with engine.begin() as conn:
+        store.set_fingerprints(conn, registry.year, _KEYS, {**{c: keys[c] for c in todo}, **dict.fromkeys(gone)})
+    return len(todo)
+
+
+@dg.asset(partitions_def=year_partitions, backfill_policy=single_run, group_name="reports", kinds={"excel"})
+def unit_templates(
+    context: dg.AssetExecutionContext, registry: RegistryResource, exports: ExportResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """填报模板：为每个立项项目生成依托单位填写的工作簿 templates/<项目编号>.xlsx。基本信息按立项登记预填并锁定，
+    经费支出等表带表头、示例行、下拉列表（支出科目、本项目级别的经费来源）、日期和金额校验及中文输入提示，
+    另有填报说明（报送截止日期、结余退回对象）。只依赖立项登记，不读取任何材料包；登记信息未变的模板不重写。"""
+    metadata: dict[str, dg.MetadataValue] = {}
+    for year in years_of_run(context):
+        out_dir = exports.year_dir(year) / "templates"
+        year_registry = registry.year(year)
+        written = refresh_year_templates(warehouse.engine(), year_registry, out_dir)
+        metadata[f"{year} 模板数"] = dg.MetadataValue.int(len(year_registry.projects))
+        metadata[f"{year} 本次生成的模板数"] = dg.MetadataValue.int(written)
+        metadata[f"{year} templates"] = dg.MetadataValue.path(str(out_dir.resolve()))
+    return dg.MaterializeResult(metadata=metadata)
