@@ -27,6 +27,8 @@ FUNDING_SOURCES = ("部拨经费", "市级配套", "市级经费")
 REFUND_TO = {"部拨经费": "人力资源社会保障部", "市级配套": "市人力资源社会保障局", "市级经费": "市人力资源社会保障局"}
 LEVEL_ZH = {"national": "国家级", "municipal": "市级"}
 SAMPLE_LABEL = "示例"
+# After the year in every title of a sample year's exports (summary, feedback, 服务成效).
+SAMPLE_NOTE = f"（{SAMPLE_LABEL}，非真实数据）"
 TYPE_ZH = {"team": "服务团", "base": "服务基地"}
 
 

@@ -51,6 +51,10 @@ _FOUND_COLUMNS = ISSUE_COLUMNS[1:10]  # what the warehouse stores of a finding
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    # Flags are written as the contract spells them (outputs.md: `true | false`), not as Python's True.
+    flags = {column: frame[column].map({True: "true", False: "false"}) for column in frame.columns
+             if frame[column].dtype == bool}
+    frame = frame.assign(**flags) if flags else frame
     with atomic_path(path) as partial:
         frame.to_csv(partial, index=False, encoding="utf-8-sig", lineterminator="\n")
     return path
@@ -132,6 +136,7 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
         "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=year, projects=projects, issues=issues,
                                       reconciliation=money, national=national, waivers=waivers,
                                       changed=manifest.changed_projects(previous, states), versions=versions,
+                                      sample=registry.sample,
                                       more_sheets=[functools.partial(write_outcomes_sheet, outcomes=outcomes)]),
         "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
                                              version_keys=changes, versions=versions, money=money_states(money)),
@@ -246,7 +251,7 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
                 workbook=blobs[package_id][0] if package_id is not None else None,
                 sheets=sheets_of[package_id] if package_id is not None else {},
                 deadline=registry.deadline.isoformat(), changes=diffs.get(code), versions=versions,
-                money=(money or {}).get(code, ""),
+                money=(money or {}).get(code, ""), sample=registry.sample,
             )
 
     # Written across the worker pool: the copy of the unit's workbook reads untrusted bytes again.

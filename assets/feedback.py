@@ -27,7 +27,7 @@ import xlsxwriter
 from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
-from adapters.registry import LEVEL_ZH, TYPE_ZH
+from adapters.registry import LEVEL_ZH, SAMPLE_NOTE, TYPE_ZH
 from adapters.workbook import Grid, UnreadableWorkbook, Workbook
 from assets.changes import PackageChanges
 from assets.summary_workbook import atomic_path, display_width, integer, text, waiver_note
@@ -103,7 +103,8 @@ Marks = dict[str, dict[Place, list[_Finding]]]
 
 def write_feedback(path: Path, *, year: int, project: dict, status: str, package: str, findings: pd.DataFrame,
                    workbook: bytes | None, sheets: dict[str, dict], deadline: str = "",
-                   changes: PackageChanges | None = None, versions: str = "", money: str = "") -> Path:
+                   changes: PackageChanges | None = None, versions: str = "", money: str = "",
+                   sample: bool = False) -> Path:
     """Write the unit's feedback workbook atomically and return its path.
 
     findings: the project's rows of issues.csv, every package of it; workbook: the .xlsx bytes of the
@@ -125,7 +126,7 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
         # The first sheet added is the one that opens, and the only one selected.
         cover = book.add_worksheet(COVER)
         _fill_cover(cover, formats, year=year, project=project, status=status,
-                    package=package, rows=rows, deadline=deadline, money=money,
+                    package=package, rows=rows, deadline=deadline, money=money, sample=sample,
                     marked=None if marks is None else sum(len(cells) for cells in marks.values()))
         _versions_line(cover, formats, versions)
         _fill_list(book.add_worksheet(LIST), formats, rows)
@@ -336,7 +337,8 @@ MONEY_STATES = {
 
 
 def _fill_cover(sheet: Worksheet, formats: _Formats, *, year: int, project: dict, status: str, package: str,
-                rows: list[_Finding], marked: int | None, deadline: str, money: str = "") -> None:
+                rows: list[_Finding], marked: int | None, deadline: str, money: str = "",
+                sample: bool = False) -> None:
     in_use = [f for f in rows if f.in_use]
     fatal, warnings = [f for f in in_use if f.fatal], [f for f in in_use if not f.fatal]
     earlier = len(rows) - len(in_use)
@@ -355,7 +357,7 @@ def _fill_cover(sheet: Worksheet, formats: _Formats, *, year: int, project: dict
     ]
     if money in MONEY_STATES:
         facts.append(("经费对账", MONEY_STATES[money]))
-    _merged(sheet, 0, f"{year}年度专家服务基层项目材料审核反馈", formats.title)
+    _merged(sheet, 0, f"{year}年度{SAMPLE_NOTE if sample else ''}专家服务基层项目材料审核反馈", formats.title)
     row = 2
     for label, value in facts:
         _put(sheet, row, 0, label, formats.label)

@@ -12,7 +12,7 @@ from decimal import Decimal
 import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
-from adapters.registry import SAMPLE_LABEL, TYPE_ZH
+from adapters.registry import SAMPLE_LABEL, SAMPLE_NOTE, TYPE_ZH
 from assets.indicators import INDICATOR_ZH, Outcomes
 from assets.summary_workbook import display_width
 
@@ -41,7 +41,7 @@ def write_outcomes_sheet(book: xlsxwriter.Workbook, formats, *, outcomes: Outcom
     number = {"int": formats.by_kind["int"], "money": formats.by_kind["money"],
               "num": book.add_format({"border": 1, "font_size": 10, "num_format": "0.00"}),
               "text": formats.by_kind["text"]}
-    label = f"（{SAMPLE_LABEL}，非真实数据）" if outcomes.sample else ""
+    label = SAMPLE_NOTE if outcomes.sample else ""
     if outcomes.sample:  # the file's own title says so too (File > Properties, the print header's source)
         book.set_properties({"title": f"{outcomes.year}年度专家服务基层项目汇总{label}", "keywords": SAMPLE_LABEL})
     sheet.write_string(0, 0, f"{outcomes.year}年度服务成效指标{label}", bold)

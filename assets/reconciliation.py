@@ -24,7 +24,7 @@ from adapters.fee_caps import FeeCaps
 from adapters.registry import REFUND_TO, RegisteredProject, YearRegistry
 from adapters.resources import FeeCapsResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
-from adapters.warehouse.models import ExpenseLine, SheetRow
+from adapters.warehouse.models import ExpenseLine, PackageSheet, SheetRow
 from assets.charts import as_markdown_image, spending_svg
 from assets.deadlines import after_completion_findings, late_findings, missing_findings
 from assets.overview import deadline_end
@@ -121,9 +121,12 @@ def _add_sheet_names(conn: Connection, money: dict[int, PackageMoney]) -> None:
 
 
 def readable_money(conn: Connection, levels: dict[int, str]) -> set[int]:
-    """Which of these packages (id -> its project's level) can be reconciled: every expense line's
-    amount was read in exact fen and its funding source is one of the level's. A package whose
-    经费支出 has no line is readable too (it spent nothing)."""
+    """Which of these packages (id -> its project's level) can be reconciled: its 经费支出 was read (a
+    sheet no reader could read is P001, and says nothing of the money), every expense line's amount was
+    read in exact fen and its funding source is one of the level's. A package whose 经费支出 has no line
+    is readable too (it spent nothing)."""
+    read = set(conn.execute(select(PackageSheet.package_id).where(
+        PackageSheet.package_id.in_(list(levels)), PackageSheet.sheet == EXPENSES.name)).scalars())
     counts = conn.execute(
         select(ExpenseLine.package_id, ExpenseLine.funding_source, func.count(), func.count(ExpenseLine.amount_fen))
         .where(ExpenseLine.package_id.in_(list(levels)))
@@ -131,7 +134,7 @@ def readable_money(conn: Connection, levels: dict[int, str]) -> set[int]:
     )
     unreadable = {package_id for package_id, source, lines, amounts in counts
                   if lines != amounts or source not in SOURCES_BY_LEVEL[levels[package_id]]}
-    return set(levels) - unreadable
+    return (set(levels) & read) - unreadable
 
 
 def _fen(typed: object) -> int | None:

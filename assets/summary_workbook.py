@@ -22,7 +22,7 @@ import pandas as pd
 import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
-from adapters.registry import LEVEL_ZH, REFUND_TO, TYPE_ZH
+from adapters.registry import LEVEL_ZH, REFUND_TO, SAMPLE_NOTE, TYPE_ZH
 from assets.waivers import STATE_ZH as WAIVER_STATE_ZH
 from schemas.catalog import NATIONAL_STATUS_ZH, PROJECT_STATUS_ZH, SEVERITY_ZH
 
@@ -338,7 +338,7 @@ def write_tables(path: Path, tables: Sequence[dict]) -> Path:
 
 def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.DataFrame,
                   reconciliation: pd.DataFrame, national: pd.DataFrame | None, waivers: pd.DataFrame | None = None,
-                  changed: list[dict] | None = None, versions: str = "",
+                  changed: list[dict] | None = None, versions: str = "", sample: bool = False,
                   more_sheets: Sequence[Callable[[xlsxwriter.Workbook, _Formats], None]] = ()) -> Path:
     """Write summary.xlsx (汇总表, 问题清单, 结余退回, 国家系统报送, 豁免记录, 本次变化, then `more_sheets`'
     sheets, e.g. assets.outcomes_sheet's 服务成效) atomically; return its path. `versions` (rule set and
@@ -352,22 +352,23 @@ def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.D
         book.set_properties({"created": datetime(year, 1, 1)})
         formats = _Formats(book)
         rows, total = summary_rows(projects, reconciliation)
-        title = f"{year}年度专家服务基层项目汇总表" + (f"（{versions}）" if versions else "")
+        period = f"{year}年度" + (SAMPLE_NOTE if sample else "")
+        title = f"{period}专家服务基层项目汇总表" + (f"（{versions}）" if versions else "")
         _write_table(book, formats, name="汇总表", title=title, columns=SUMMARY_COLUMNS, rows=rows, totals=[total],
                      stamp=versions)
-        _write_table(book, formats, name="问题清单", title=f"{year}年度专家服务基层项目问题清单",
+        _write_table(book, formats, name="问题清单", title=f"{period}专家服务基层项目问题清单",
                      columns=ISSUE_COLUMNS, rows=issue_rows(issues), stamp=versions)
         rows, totals = refund_rows(projects, reconciliation)
-        _write_table(book, formats, name="结余退回", title=f"{year}年度专家服务基层项目结余退回",
+        _write_table(book, formats, name="结余退回", title=f"{period}专家服务基层项目结余退回",
                      columns=REFUND_COLUMNS, rows=rows, totals=totals, stamp=versions)
         rows = national_rows(national)
-        _write_table(book, formats, name="国家系统报送", title=f"{year}年度国家级项目国家系统报送情况",
+        _write_table(book, formats, name="国家系统报送", title=f"{period}国家级项目国家系统报送情况",
                      columns=NATIONAL_COLUMNS, rows=rows, note="" if rows else NO_NATIONAL_FILINGS, stamp=versions)
         rows = waiver_rows(waivers)
-        _write_table(book, formats, name="豁免记录", title=f"{year}年度问题豁免记录", columns=WAIVER_COLUMNS,
+        _write_table(book, formats, name="豁免记录", title=f"{period}问题豁免记录", columns=WAIVER_COLUMNS,
                      rows=rows, note="" if rows else NO_WAIVERS, stamp=versions)
         rows = changed_rows(changed)
-        _write_table(book, formats, name="本次变化", title=f"{year}年度与上次导出相比状态或金额有变化的项目",
+        _write_table(book, formats, name="本次变化", title=f"{period}与上次导出相比状态或金额有变化的项目",
                      columns=CHANGED_COLUMNS, rows=rows, note="" if rows else NO_CHANGES, stamp=versions)
         for add_sheet in more_sheets:
             add_sheet(book, formats)

@@ -36,7 +36,7 @@ def test_balanced_national_team_to_the_fen(clean, inbox, database_url, run_etl):
     money = recon(run, "2023-GT-01")
     assert list(money.index) == ["部拨经费", "市级配套"]
     assert money.loc["部拨经费", ["granted", "spent", "balance", "status"]].tolist() == ["100000.00", "100000.00", "0.00", "balanced"]
-    assert set(money.provisional) == {"False"}  # no fatal finding: the figures are final
+    assert set(money.provisional) == {"false"}  # no fatal finding: the figures are final
     assert run.status("2023-GT-01") == "accepted"
 
 
@@ -156,7 +156,7 @@ def test_late_package_and_team_activity_after_completion(clean, inbox, sqlite_ur
     t001 = run.findings("T001")
     assert t001.project_code.tolist() == ["2023-ST-01"] and "2023-11-11 00:00" in t001.iloc[0].message
     late_column = run.projects.set_index("project_code")["late"]
-    assert (late_column["2023-ST-01"], late_column["2023-SB-01"]) == ("True", "False")
+    assert (late_column["2023-ST-01"], late_column["2023-SB-01"]) == ("true", "false")
     t002 = run.findings("T002")
     assert t002[["project_code", "sheet", "row", "column", "value"]].values.tolist() == [
         ["2023-ST-02", "服务活动", "2", "结束日期", "2023-11-15"]]
@@ -191,7 +191,7 @@ def test_operator_recorded_time_decides_lateness(clean, inbox, sqlite_url, run_e
     run = run_etl(inbox, sqlite_url)
     assert run.findings("T001").empty
     row = run.projects.set_index("project_code").loc["2023-ST-01"]
-    assert (row.received_at, row.late) == ("2023-11-08T15:30:00+08:00", "False")
+    assert (row.received_at, row.late) == ("2023-11-08T15:30:00+08:00", "false")
 
 
 def test_unit_text_that_looks_like_null_survives_bulk_writes(clean, inbox, database_url, run_etl):

@@ -114,7 +114,7 @@ def test_backfill_after_late_packages(clean, inbox, tmp_path, monkeypatch):
     # The backfilled projects reflect the new packages.
     rows = after.projects.set_index("project_code")
     assert rows.at["2023-GT-02", "package"] == "敬业中学-更正.zip" and rows.at["2023-GT-02", "status"] == "synced"
-    assert rows.at["2023-SB-05", "status"] == "accepted" and rows.at["2023-SB-05", "late"] == "True"
+    assert rows.at["2023-SB-05", "status"] == "accepted" and rows.at["2023-SB-05", "late"] == "true"
     gt02 = after.findings(package=clean("2023-GT-02").name)
     assert set(gt02.rule_id) == {"P007"}
     assert set(after.findings(package=late.name).rule_id) == {"T001"}

@@ -49,7 +49,7 @@ def test_rejected_package_gets_its_money_findings_in_the_same_answer(clean, inbo
     assert run.status("2023-ST-02") == "rejected"
     money = pd.read_csv(run.dir / "reconciliation.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False)
     row = money.set_index("project_code").loc["2023-ST-02"]
-    assert (row.spent, row.balance, row.status, row.provisional) == ("100500.00", "-500.00", "overspent", "True")
+    assert (row.spent, row.balance, row.status, row.provisional) == ("100500.00", "-500.00", "overspent", "true")
     assert list(money.columns)[-1] == "provisional"
     assert set(money[money.project_code != "2023-ST-02"].status) == {"unreconciled"}  # no package: T003 only
 
