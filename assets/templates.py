@@ -23,6 +23,7 @@ from xlsxwriter.worksheet import Worksheet
 from adapters.registry import LEVEL_ZH, REFUND_TO, TYPE_ZH, RegisteredProject, YearRegistry
 from adapters.resources import ExportResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
+from adapters.workers import WorkerFailure, map_isolated
 from assets.incremental import code_hash, digest
 from assets.partitions import single_run, year_partitions, years_of_run
 from assets.sheets import EXAMPLE_MARK
@@ -263,9 +264,26 @@ def _guide(sheet: Worksheet, formats: _Formats, registry: YearRegistry, project:
 
 # --- the asset ---------------------------------------------------------------------------------------
 
+_TEMPLATES_PER_TASK = 250
+
+
 def write_year_templates(registry: YearRegistry, out_dir: Path, codes: list[str] | None = None) -> list[Path]:
-    """templates/<code>.xlsx of every registered project (or of the named ones)."""
-    projects = [p for p in registry.projects if codes is None or p.code in codes]
+    """templates/<code>.xlsx of every registered project (or of the named ones), a few hundred per task
+    across the worker pool: a national year has thousands, at ~20 ms each."""
+    wanted = set(codes) if codes is not None else None
+    projects = [p for p in registry.projects if wanted is None or p.code in wanted]
+    tasks = [(registry, out_dir, projects[i:i + _TEMPLATES_PER_TASK])
+             for i in range(0, len(projects), _TEMPLATES_PER_TASK)]
+    written: list[Path] = []
+    for task, paths in map_isolated(_write_templates, tasks):
+        if isinstance(paths, WorkerFailure):  # our own writer, no unit's bytes: a real error, say so
+            raise RuntimeError(f"writing templates failed: {paths.limit} ({paths.detail})")
+        written += paths
+    return written
+
+
+def _write_templates(task: tuple[YearRegistry, Path, list[RegisteredProject]]) -> list[Path]:
+    registry, out_dir, projects = task
     return [write_template(template_path(out_dir, project), registry, project) for project in projects]
 
 
