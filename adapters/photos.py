@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import imagehash
 from PIL import Image, UnidentifiedImageError
 
 from adapters.inbox import PackageError, describe_package, open_package
@@ -56,6 +55,10 @@ class Unreadable:
 
 def photo_facts(data: bytes) -> PhotoFacts:
     """Facts of one photo. Raises UnidentifiedImageError / OSError / ValueError when it is not a picture."""
+    # imagehash brings scipy (~1.2 s to import): only a worker that decodes photos pays for it, not
+    # every process that loads the code location.
+    import imagehash
+
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(io.BytesIO(data)) as image:

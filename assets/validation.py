@@ -251,7 +251,9 @@ def _rules_code() -> str:
 _RULES_CODE = _rules_code()
 # Versions validated together: pandera's cost is mostly per call, memory grows with the batch.
 _BATCH_PACKAGES = 250
-_BATCH_BYTES = 64 << 20
+# Each worker holds one batch's frames (~25x its bytes for a CSV): 16 MiB keeps two workers and the
+# parent well under 2 GiB, and gives the pool several batches to overlap with the parent's writes.
+_BATCH_BYTES = 16 << 20
 
 
 @dataclass
@@ -330,7 +332,7 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
 
 
 def _batches(engine: Engine, year: int, todo: list[_Version]) -> Iterator[_Batch]:
-    """The work in batches of a few hundred versions (or 64 MiB of workbooks), blobs loaded per
+    """The work in batches of a few hundred versions (or 16 MiB of workbooks), blobs loaded per
     batch: a year is never held in memory at once."""
     for start in range(0, len(todo), _BATCH_PACKAGES):
         part = todo[start:start + _BATCH_PACKAGES]
