@@ -78,17 +78,12 @@ class SourceLine:
         return None if self.spent is None else self.granted - self.spent
 
 
-def load_money(conn: Connection, package_ids: list[int]) -> dict[int, PackageMoney]:
-    money = {pid: PackageMoney(pid) for pid in package_ids}
+def load_money(conn: Connection, spent: dict[int, dict[str, int]]) -> dict[int, PackageMoney]:
+    """What the readable packages (readable_money: package -> fen spent per funding source) say about money."""
+    money = {pid: PackageMoney(pid, dict(by_source)) for pid, by_source in spent.items()}
+    package_ids = list(money)
     if not package_ids:
         return money
-    sums = conn.execute(
-        select(ExpenseLine.package_id, ExpenseLine.funding_source, func.sum(ExpenseLine.amount_fen))
-        .where(ExpenseLine.package_id.in_(package_ids))
-        .group_by(ExpenseLine.package_id, ExpenseLine.funding_source)
-    )
-    for package_id, source, fen in sums:
-        money[package_id].spent[source] = int(fen or 0)
     _add_sheet_names(conn, money)
     rows = conn.execute(
         select(SheetRow.package_id, SheetRow.sheet, SheetRow.excel_row, SheetRow.data)
@@ -120,21 +115,27 @@ def _add_sheet_names(conn: Connection, money: dict[int, PackageMoney]) -> None:
             money[package_id].expense_sheet, money[package_id].expense_headers = found["typed_name"], headers
 
 
-def readable_money(conn: Connection, levels: dict[int, str]) -> set[int]:
+def readable_money(conn: Connection, levels: dict[int, str]) -> dict[int, dict[str, int]]:
     """Which of these packages (id -> its project's level) can be reconciled: its 经费支出 was read (a
     sheet no reader could read is P001, and says nothing of the money), every expense line's amount was
     read in exact fen and its funding source is one of the level's. A package whose 经费支出 has no line
-    is readable too (it spent nothing)."""
+    is readable too (it spent nothing). Returns each readable package's fen spent per funding source:
+    the one pass over the year's expense lines that reconciliation needs."""
     read = set(conn.execute(select(PackageSheet.package_id).where(
         PackageSheet.package_id.in_(list(levels)), PackageSheet.sheet == EXPENSES.name)).scalars())
     counts = conn.execute(
-        select(ExpenseLine.package_id, ExpenseLine.funding_source, func.count(), func.count(ExpenseLine.amount_fen))
+        select(ExpenseLine.package_id, ExpenseLine.funding_source, func.count(), func.count(ExpenseLine.amount_fen),
+               func.sum(ExpenseLine.amount_fen))
         .where(ExpenseLine.package_id.in_(list(levels)))
         .group_by(ExpenseLine.package_id, ExpenseLine.funding_source)
     )
-    unreadable = {package_id for package_id, source, lines, amounts in counts
-                  if lines != amounts or source not in SOURCES_BY_LEVEL[levels[package_id]]}
-    return (set(levels) & read) - unreadable
+    spent: dict[int, dict[str, int]] = defaultdict(dict)
+    unreadable = set()
+    for package_id, source, lines, amounts, fen in counts:
+        if lines != amounts or source not in SOURCES_BY_LEVEL[levels[package_id]]:
+            unreadable.add(package_id)
+        spent[package_id][source] = int(fen or 0)
+    return {pid: spent.get(pid, {}) for pid in sorted(levels) if pid in read and pid not in unreadable}
 
 
 def _fen(typed: object) -> int | None:
@@ -276,9 +277,10 @@ def reconcile_projects(engine: Engine, registry: YearRegistry, keys: dict[str, s
     with engine.begin() as conn:
         versions = store.package_versions(conn, year, [p.code for p in projects])
         in_use = {p.project_code: p for p in versions}  # oldest first, so the last one wins
-        readable = sorted(readable_money(conn, {p.id: registry.project(code).level for code, p in in_use.items()
-                                                if p.intake_status == "readable"}))
-        money = load_money(conn, readable)
+        spent = readable_money(conn, {p.id: registry.project(code).level for code, p in in_use.items()
+                                      if p.intake_status == "readable"})
+        readable = list(spent)
+        money = load_money(conn, spent)
         fees = fee_findings(conn, readable, caps, {pid: m.expense_sheet for pid, m in money.items()},
                             {pid: m.expense_headers for pid, m in money.items()})
         teams = [p.id for p in versions if p.intake_status == "readable" and registry.project(p.project_code).type == "team"]
