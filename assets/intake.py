@@ -171,8 +171,14 @@ def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry, log=Non
     progress = Progress(f"intake {year}", len(refs), log)
     read = map_isolated(read_package, refs)
     while batch := list(islice(read, _PACKAGES_PER_COMMIT)):
-        results = [_limit_refusal(ref, outcome) if isinstance(outcome, WorkerFailure) else outcome
-                   for ref, outcome in batch]
+        results = []
+        for ref, outcome in batch:
+            if isinstance(outcome, WorkerFailure):
+                # The unit hears P008; the operator's log keeps what really happened (our bug or its file).
+                if log is not None:
+                    log.warning(f"intake {year}: {ref.name} hit a worker limit ({outcome.limit}: {outcome.detail})")
+                outcome = _limit_refusal(ref, outcome)
+            results.append(outcome)
         with engine.begin() as conn:
             for result in results:
                 package_id = store.insert_package(conn, _package_row(year, result), result.files)

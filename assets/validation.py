@@ -325,6 +325,9 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
     # One version at a time: the one a reader cannot survive is found, the others validate normally.
     singles = (_Batch(year, [version]) for version in retry)
     for batch, outcome in map_isolated(validate_batch, singles):
+        if isinstance(outcome, WorkerFailure) and log is not None:  # P008 for the unit; the detail for us
+            log.warning(f"validation {year}: package {batch.versions[0].package_id} hit a worker limit "
+                        f"({outcome.limit}: {outcome.detail})")
         _store(engine, batch, outcome)
         progress.advance(1)
     progress.done()
