@@ -147,7 +147,7 @@ class ExpenseLine(Base):
     amount_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     amount_typed: Mapped[str] = mapped_column(String(64))
     payee: Mapped[str] = mapped_column(String(300))
-    voucher_no: Mapped[str] = mapped_column(String(100), index=True)
+    voucher_no: Mapped[str] = mapped_column(String(100))  # no index: see migration 0005
     summary: Mapped[str] = mapped_column(Text)
 
 
