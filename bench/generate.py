@@ -5,7 +5,8 @@
 A data set is a year of its own (2099): its registry YAML (N projects, grants per level/type), an
 inbox of N packages (one per project) and, for the backfill measurement, one late package of an
 extra registered project kept aside in late/<year>/. Packages come from etl.sample.builder's
-`clean_package` (every sheet, a work summary and an audit report PDF, 1–2 small photos) with the
+`clean_package` (every sheet, a work summary and an audit report PDF, 1–2 small photos of its own, so
+no photo is reused across projects and M008 flags none) with the
 expense table replaced by M/N synthetic lines whose amounts add up to the grant to the fen (or to the
 grant less a declared 结余说明 leftover), handed in as the 经费支出 sheet or as `经费支出.csv`.
 
@@ -163,20 +164,6 @@ def write_registry(doc: dict, directory: Path) -> Path:
 # --- packages ----------------------------------------------------------------------------------
 
 
-_JPEGS: dict[int, bytes] = {}
-
-
-def _pooled_jpeg(text: str, seed: int = 0) -> bytes:
-    """The builder draws every photo afresh; a benchmark year reuses a pool of four."""
-    key = seed % 4
-    if key not in _JPEGS:
-        _JPEGS[key] = _original_jpeg(f"bench photo {key}", key)
-    return _JPEGS[key]
-
-
-_original_jpeg = builder.jpeg_bytes
-
-
 def _split_fen(rng: random.Random, total: int, count: int) -> list[int]:
     """count positive amounts in fen adding up to total exactly."""
     weights = [rng.randint(40, 160) for _ in range(count)]
@@ -292,16 +279,6 @@ def _project_grants(doc: dict, index: int) -> dict[str, Decimal]:
 
 def _write_range(args: tuple[YearSpec, str, list[int]]) -> dict[str, int]:
     spec, root, indices = args
-    # Photos from a small pool (generation speed), for this range only: run in-process (workers=1, the
-    # tests) the builder must get its own photos back, or every later package shares four of them.
-    builder.jpeg_bytes = _pooled_jpeg
-    try:
-        return _write_packages(spec, root, indices)
-    finally:
-        builder.jpeg_bytes = _original_jpeg
-
-
-def _write_packages(spec: YearSpec, root: str, indices: list[int]) -> dict[str, int]:
     doc = registry_doc(spec)
     defective, leftover = _plan(spec)
     planted: dict[str, int] = {}
