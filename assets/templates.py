@@ -60,13 +60,6 @@ def template_path(out_dir: Path, project: RegisteredProject) -> Path:
     return out_dir / f"{project.code}.xlsx"
 
 
-def write_template(path: Path, registry: YearRegistry, project: RegisteredProject) -> Path:
-    """Write the project's template atomically and return its path."""
-    with atomic_path(path) as partial:
-        _write(str(partial), registry, project)
-    return path
-
-
 def template_bytes(registry: YearRegistry, project: RegisteredProject) -> bytes:
     """The same workbook in memory (the sample inbox fills it in as a unit would)."""
     buffer = io.BytesIO()
