@@ -4,6 +4,8 @@ read back by the pipeline as meant; filled in a spreadsheet program it yields no
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 from datetime import datetime
 from pathlib import Path
@@ -13,11 +15,11 @@ import pandas as pd
 import pytest
 
 from adapters.fee_caps import load_fee_caps
-from adapters.registry import REFUND_TO
+from adapters.registry import REFUND_TO, RegisteredProject, YearRegistry
 from adapters.workbook import Workbook
 from assets.self_check import check_package
 from assets.sheets import EXAMPLE_MARK, parse_key_value, read_sheets
-from assets.templates import GUIDE, TABLES, write_year_templates
+from assets.templates import GUIDE, TABLES, _filled, _Templates, template_bytes, write_year_templates
 from etl.cli import main
 from etl.sample.builder import SHANGHAI, clean_package, zip_bytes
 from schemas.layout import BASIC_INFO, CATEGORIES, EXPENSES, LEFTOVER, SOURCES_BY_LEVEL
@@ -127,6 +129,94 @@ def test_templates_are_byte_stable(templates, registry, tmp_path):
     assert all(path.read_bytes() == (templates / path.name).read_bytes() for path in again)
 
 
+# --- a year's templates are made from one base workbook per variant -----------------------------------
+
+
+def as_read(data: bytes) -> dict:
+    """What a reader sees of a workbook: every sheet's cells (value, type, locked), data validations,
+    protection and column widths, and the title."""
+    import io
+
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    seen: dict = {"title": book.properties.title}
+    for sheet in book.worksheets:
+        seen[sheet.title] = {
+            "cells": {cell.coordinate: (cell.value, cell.data_type, cell.protection.locked)
+                      for row in sheet.iter_rows() for cell in row if cell.value is not None},
+            "validations": sorted((str(dv.sqref), dv.type, dv.formula1)
+                                  for dv in sheet.data_validations.dataValidation),
+            "protection": (sheet.protection.sheet, sheet.protection.selectLockedCells,
+                           sheet.protection.selectUnlockedCells, sheet.protection.password),
+            "widths": {letter: dimension.width for letter, dimension in sheet.column_dimensions.items()},
+        }
+    return seen
+
+
+def year_of(registry: YearRegistry, projects: list[RegisteredProject]) -> YearRegistry:
+    return YearRegistry(registry.year, registry.notice, registry.deadline, registry.team_completion_date,
+                        registry.grants, tuple(projects))
+
+
+def assert_as_rendered_alone(registry: YearRegistry, projects: list[RegisteredProject], out: Path) -> None:
+    """write_year_templates (bases, substitution, the worker pool) gives each project the workbook that
+    rendering it alone with xlsxwriter gives (template_bytes, also the fallback): as read, and byte for byte."""
+    year = year_of(registry, projects)
+    paths = write_year_templates(year, out)
+    assert [path.stem for path in paths] == [project.code for project in projects]
+    for path, project in zip(paths, projects):
+        alone = template_bytes(year, project)
+        assert as_read(path.read_bytes()) == as_read(alone), project
+        assert path.read_bytes() == alone, project
+
+
+USCC = "91310000132200821H"
+
+
+def variants(registry: YearRegistry) -> list[RegisteredProject]:
+    """A project of every variant: national/municipal × team/base, with and without a USCC, each name
+    holding XML's special characters."""
+    letters = {"national": "G", "municipal": "S", "team": "T", "base": "B"}
+    model = registry.project("2023-GT-01")
+    return [dataclasses.replace(model, code=f"{YEAR}-{letters[level]}{letters[kind]}-{90 + number}",
+                                level=level, type=kind, uscc=uscc, host_unit=f"依托单位 A&B <{number}>",
+                                project_name=f'专家服务&<项目>"{level}"\'{kind}\'{number}')
+            for number, (level, kind, uscc) in enumerate(itertools.product(
+                ("national", "municipal"), ("team", "base"), ("", USCC)))]
+
+
+def test_every_variant_is_made_from_its_base_as_rendered_alone(registry, tmp_path):
+    projects = variants(registry)
+    templates = _Templates(year_of(registry, projects))
+    assert all(_filled(templates.base(p), p) is not None for p in projects)  # none falls back
+    assert len(templates.bases) == 8
+    assert_as_rendered_alone(registry, projects, tmp_path)
+    book = openpyxl.load_workbook(tmp_path / f"{projects[-1].code}.xlsx")
+    cells = basic_rows(book[BASIC_INFO.name])
+    assert (cells["项目名称"].value, cells["统一社会信用代码"].value) == (projects[-1].project_name, USCC)
+    assert projects[-1].code in book.properties.title
+
+
+@pytest.mark.parametrize("field, value", [
+    ("project_name", "_x0041_ 项目"),  # xlsxwriter escapes a literal _xHHHH_ (it would read as "A")
+    ("project_name", "专家\x07服务"),  # a control character: written as _x0007_
+    ("host_unit", " 前导空格单位"),  # leading or trailing whitespace: xml:space="preserve"
+    ("project_name", "结尾空格项目\n"),
+    ("project_name", "<r>富文本</r>"),  # taken as rich text by xlsxwriter, written raw
+    ("project_name", "项目名称"),  # equals a header of 基本信息: xlsxwriter shares the string
+    ("host_unit", "上海助力云南德钦乡村振兴村庄规划设计专家服务团"),  # equals the project's name
+    ("uscc", "2023-GT-01"),  # equals the code
+    ("project_name", "长" * 1001),
+])
+def test_a_value_not_written_as_plain_text_falls_back_to_rendering_alone(registry, tmp_path, field, value):
+    model = dataclasses.replace(registry.project("2023-GT-01"), uscc=USCC)
+    odd = dataclasses.replace(model, **{field: value})
+    plain = dataclasses.replace(model, code="2023-GT-02", project_name='名称里有换行\n和 &<>"\' 也照常替换')
+    templates = _Templates(year_of(registry, [odd, plain]))
+    assert _filled(templates.base(odd), odd) is None
+    assert _filled(templates.base(plain), plain) is not None
+    assert_as_rendered_alone(registry, [odd, plain], tmp_path)
+
+
 # --- filled as a unit fills it ----------------------------------------------------------------------
 
 
@@ -190,9 +280,6 @@ def test_filled_templates_pass_the_pipeline_without_any_finding(filled_inbox, da
 
 
 def test_templates_are_rewritten_only_when_their_registry_entry_changes(registry, database_url, tmp_path):
-    import dataclasses
-
-    from adapters.registry import YearRegistry
     from adapters.warehouse import connect, upgrade
     from assets.templates import refresh_year_templates
 
