@@ -180,11 +180,10 @@ def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry, log=Non
                 outcome = _limit_refusal(ref, outcome)
             results.append(outcome)
         with engine.begin() as conn:
-            for result in results:
-                package_id = store.insert_package(conn, _package_row(year, result), result.files)
-                store.replace_findings(conn, "intake",
-                                       [store.finding_row(year, package_id, None, f) for f in result.findings],
-                                       package_ids=[package_id])
+            ids = store.insert_packages(conn, [(_package_row(year, result), result.files) for result in results])
+            store.replace_findings(conn, "intake", [store.finding_row(year, package_id, None, f)
+                                                    for package_id, result in zip(ids, results) for f in result.findings],
+                                   package_ids=ids)
         progress.advance(len(results))
     progress.done()
     with engine.begin() as conn:

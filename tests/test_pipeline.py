@@ -113,3 +113,37 @@ def test_a_late_package_is_picked_up_by_the_next_run(clean, inbox, sqlite_url, r
     second = run_etl(inbox, sqlite_url)
     assert second.status("2023-SB-02") == "accepted"
     assert counts(sqlite_url)["package"] == 2  # the first package was not ingested twice
+
+
+def test_intake_stores_each_packages_files_and_findings_under_its_own_id(clean, inbox, database_url, registry):
+    """Intake stores a batch of packages in one statement each for rows, files and findings: every
+    file and finding must still land on the package it came from (SQLite and PostgreSQL)."""
+    from adapters.warehouse import store
+    from adapters.warehouse.engine import connect, upgrade
+    from adapters.warehouse.models import FindingRow, Package, PackageFile
+    from assets.intake import ingest_year
+    from sqlalchemy import select
+
+    codes = [p.code for p in registry.projects[:4]]
+    members = {}
+    for n, code in enumerate(codes):
+        spec = clean(code)
+        spec.files[f"附件/extra-{n}.txt"] = f"note {n}".encode()  # a member of its own, per package
+        if n == 1:
+            spec.files["附件/fake.pdf"] = b"not a pdf"  # M005 on this package only
+        members[put(inbox, spec).name] = set(spec.files)
+    (inbox / "2023" / "broken.zip").write_bytes(b"PK\x03\x04 not a zip")  # refused (P001), between them
+    engine = connect(database_url)
+    upgrade(engine)
+    ingest_year(engine, inbox, registry)
+    with engine.connect() as conn:
+        names = dict(conn.execute(select(Package.id, Package.name)).all())
+        files = {}
+        for package_id, path in conn.execute(select(PackageFile.package_id, PackageFile.path)):
+            files.setdefault(names[package_id], set()).add(path.rsplit("/", 1)[-1])
+        found = {(names[pid], rule) for pid, rule in conn.execute(select(FindingRow.package_id, FindingRow.rule_id))}
+    assert set(names.values()) == set(members) | {"broken.zip"}
+    for name, listed in members.items():
+        assert {f for f in files[name] if f.startswith("extra-")} == {m.rsplit("/", 1)[-1] for m in listed if "extra-" in m}
+    assert {(name, rule) for name, rule in found if rule in ("M005", "P001")} == {
+        (next(n for n, listed in members.items() if "附件/fake.pdf" in listed), "M005"), ("broken.zip", "P001")}

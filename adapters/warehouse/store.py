@@ -71,11 +71,17 @@ def stored_versions(conn: Connection, year: int) -> set[tuple[str, str]]:
     return set(conn.execute(select(Package.name, Package.sha256).where(Package.year == year)).all())
 
 
-def insert_package(conn: Connection, values: dict, files: Sequence[dict]) -> int:
-    package_id = conn.execute(insert(Package).values(**values)).inserted_primary_key[0]
+def insert_packages(conn: Connection, packages: Sequence[tuple[dict, Sequence[dict]]]) -> list[int]:
+    """Store package versions (each its row and its files) and return their ids, in order. Two
+    statements for the lot: a national year's first intake stores thousands of packages."""
+    if not packages:
+        return []
+    ids = conn.execute(insert(Package).returning(Package.id, sort_by_parameter_order=True),
+                       [values for values, _ in packages]).scalars().all()
+    files = [dict(f, package_id=package_id) for package_id, (_, listed) in zip(ids, packages) for f in listed]
     if files:
-        conn.execute(insert(PackageFile), [dict(f, package_id=package_id) for f in files])
-    return package_id
+        conn.execute(insert(PackageFile), files)
+    return list(ids)
 
 
 def year_packages(conn: Connection, year: int) -> list:
