@@ -18,6 +18,7 @@ import json
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from itertools import islice
 from datetime import date
 from pathlib import Path
 
@@ -52,6 +53,7 @@ DATE_TOLERANCE_DAYS = 3
 MIN_LONG_SIDE = 320  # pixels
 # How many other packages a reused photo's findings name (the closest ones): enough to act on.
 MATCHES_NAMED = 3
+_PACKAGES_PER_COMMIT = 200
 
 
 @dataclass(frozen=True)
@@ -115,15 +117,20 @@ def hash_new_photos(engine: Engine, inbox_dir: Path, photos: list[ListedPhoto]) 
             wanted[photo.package_name][photo.member] = photo.sha256
     batches = [PhotoBatch(str(inbox_dir / name), tuple(members.items())) for name, members in sorted(wanted.items())]
     stored, failed = 0, []
-    for batch, result in map_isolated(read_package_photos, batches):
-        if isinstance(result, WorkerFailure):
-            log.warning("photo worker failed on %s (%s): %s", batch.package_path, result.limit, result.detail)
-            failed.append(Path(batch.package_path).name)
-            continue
-        rows = [_facts_row(sha256, result.get(member)) for member, sha256 in batch.photos]
-        rows = [row for row in rows if row is not None]
+    decoded = map_isolated(read_package_photos, batches)
+    # A few hundred packages per commit: a crash later keeps what was decoded, and a national year's
+    # first run does not pay a commit for each of its thousands of packages.
+    while chunk := list(islice(decoded, _PACKAGES_PER_COMMIT)):
+        rows = []
+        for batch, result in chunk:
+            if isinstance(result, WorkerFailure):
+                log.warning("photo worker failed on %s (%s): %s", batch.package_path, result.limit, result.detail)
+                failed.append(Path(batch.package_path).name)
+                continue
+            rows += [row for member, sha256 in batch.photos
+                     if (row := _facts_row(sha256, result.get(member))) is not None]
         if rows:
-            with engine.begin() as conn:  # per package: a crash later keeps what was decoded
+            with engine.begin() as conn:
                 conn.execute(insert(PhotoFactsRow), rows)
             stored += len(rows)
     return stored, failed
