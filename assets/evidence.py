@@ -79,9 +79,11 @@ class PhotoPlace:
     column: str
 
 
-def listed_photos(conn: Connection, year: int) -> list[ListedPhoto]:
-    """Every photo the packages in use of the year list in 影像资料 and hold (M003 reports the others)."""
-    in_use = {code: p for code, p in store.newest_packages(conn, year).items() if p.intake_status == "readable"}
+def listed_photos(conn: Connection, year: int, in_use: dict | None = None) -> list[ListedPhoto]:
+    """Every photo the packages in use of the year (or those of `in_use`: project -> package) list in
+    影像资料 and hold (M003 reports the others)."""
+    if in_use is None:
+        in_use = {code: p for code, p in store.newest_packages(conn, year).items() if p.intake_status == "readable"}
     ids = [p.id for p in in_use.values()]
     if not ids:
         return []

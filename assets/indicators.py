@@ -11,6 +11,7 @@ Ratios are exact (Decimal, from integer fen and counts).
 
 import json
 import os
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,10 +28,13 @@ from adapters.resources import RegistryResource, WarehouseResource
 from adapters.warehouse import store
 from adapters.warehouse.models import ExpenseLine, ServiceIndicator, SheetRow
 from assets.charts import as_markdown_image
+from assets import evidence
 from assets.evidence import listed_photos, photo_evidence, stored_facts
-from assets.partitions import single_run, year_partitions, years_of_run
+from assets.incremental import code_hash, digest, to_redo
+from assets.partitions import forced_projects, single_run, year_partitions, years_of_run
 from assets.reconciliation import reconciliation
 from schemas.layout import ACTIVITIES, EXPERTS, PHOTOS
+from schemas import values
 from schemas.values import date_of, fen_to_yuan, int_of
 
 ASSESSMENT_ENV = "ETL_ASSESSMENT"
@@ -50,36 +54,43 @@ INDICATOR_ZH = {"activities": "活动次数", "service_days": "服务天数", "e
                 "photos_per_activity": "每项活动照片数", "spent": "支出（元）"}
 _CENT = Decimal("0.01")
 _MAX_ACTIVITY_DAYS = 366  # a mistyped end date must not count as years of service
+_IDS_PER_QUERY = 5000  # bounded IN lists
+_KEYS = "indicators/"  # each project's indicators: what they were computed from
 
 
-def compute_indicators(conn: Connection, year: int) -> list[dict]:
-    """The year's indicator rows (service_indicator) from each project's package in use."""
-    in_use = {code: p.id for code, p in store.newest_packages(conn, year).items() if p.intake_status == "readable"}
-    ids = list(in_use.values())
+def compute_indicators(conn: Connection, year: int, in_use: dict, provisional: set[int]
+                       ) -> tuple[list[dict], set[str]]:
+    """The indicator rows (service_indicator) of these projects (project -> its package in use, readable),
+    and the projects among them with a listed photo not decoded yet (its no-EXIF count may still change)."""
+    ids = [p.id for p in in_use.values()]
     if not ids:
-        return []
+        return [], set()
     rows: dict[int, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for package_id, sheet, data in conn.execute(
-            select(SheetRow.package_id, SheetRow.sheet, SheetRow.data)
-            .where(SheetRow.package_id.in_(ids), SheetRow.sheet.in_([ACTIVITIES.name, EXPERTS.name, PHOTOS.name]))):
-        rows[package_id][sheet].append(json.loads(data))
     spent: dict[int, dict[str, int]] = defaultdict(dict)
-    for package_id, category, fen in conn.execute(
-            select(ExpenseLine.package_id, ExpenseLine.category, func.sum(ExpenseLine.amount_fen))
-            .where(ExpenseLine.package_id.in_(ids), ExpenseLine.amount_fen.is_not(None))
-            .group_by(ExpenseLine.package_id, ExpenseLine.category)):
-        spent[package_id][category] = int(fen)
-    photos = listed_photos(conn, year)
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        part = ids[start:start + _IDS_PER_QUERY]
+        for package_id, sheet, data in conn.execute(
+                select(SheetRow.package_id, SheetRow.sheet, SheetRow.data)
+                .where(SheetRow.package_id.in_(part), SheetRow.sheet.in_([ACTIVITIES.name, EXPERTS.name, PHOTOS.name]))):
+            rows[package_id][sheet].append(json.loads(data))
+        for package_id, category, fen in conn.execute(
+                select(ExpenseLine.package_id, ExpenseLine.category, func.sum(ExpenseLine.amount_fen))
+                .where(ExpenseLine.package_id.in_(part), ExpenseLine.amount_fen.is_not(None))
+                .group_by(ExpenseLine.package_id, ExpenseLine.category)):
+            spent[package_id][category] = int(fen)
+    photos = listed_photos(conn, year, in_use)
     facts = stored_facts(conn, {p.sha256 for p in photos})
     no_exif: dict[int, int] = defaultdict(int)
+    undecoded = set()
     for p in photos:
-        if p.sha256 in facts and not facts[p.sha256].error and facts[p.sha256].taken_at is None:
+        if p.sha256 not in facts:
+            undecoded.add(p.project_code)
+        elif not facts[p.sha256].error and facts[p.sha256].taken_at is None:
             no_exif[p.package_id] += 1
-    provisional = store.fatal_package_ids(conn, ids, store.ALL_STAGES_BUT_NATIONAL)
-    return [dict(year=year, project_code=code, package_id=pid, provisional=pid in provisional,
-                 **sheet_counts(rows[pid]), photos_without_exif=no_exif[pid], spent_fen=sum(spent[pid].values()),
-                 spent_by_category=json.dumps(dict(sorted(spent[pid].items())), ensure_ascii=False))
-            for code, pid in sorted(in_use.items())]
+    return [dict(year=year, project_code=code, package_id=p.id, provisional=p.id in provisional,
+                 **sheet_counts(rows[p.id]), photos_without_exif=no_exif[p.id], spent_fen=sum(spent[p.id].values()),
+                 spent_by_category=json.dumps(dict(sorted(spent[p.id].items())), ensure_ascii=False))
+            for code, p in sorted(in_use.items())], undecoded
 
 
 def sheet_counts(sheets: dict[str, list[dict]]) -> dict[str, int]:
@@ -105,12 +116,31 @@ def sheet_counts(sheets: dict[str, list[dict]]) -> dict[str, int]:
                 photos=len(sheets.get(PHOTOS.name, [])))
 
 
-def store_indicators(engine: Engine, year: int) -> int:
+# What a project's indicators are computed by: this module, the photos' listing, the readings of values.
+_INDICATORS_CODE = code_hash(sys.modules[__name__], evidence, values)
+
+
+def store_indicators(engine: Engine, year: int, forced: set[str] = frozenset()) -> int:
+    """Recompute the indicator rows of the projects whose package in use, its validation key (its content
+    and the rules' code) or its provisional state changed, or that are `forced`; a backfill of one
+    package then reads one package, not the year's million lines. Returns how many were recomputed."""
     with engine.begin() as conn:
-        rows = compute_indicators(conn, year)
-        conn.execute(delete(ServiceIndicator).where(ServiceIndicator.year == year))
+        in_use = {code: p for code, p in store.newest_packages(conn, year).items() if p.intake_status == "readable"}
+        provisional = store.fatal_package_ids(conn, [p.id for p in in_use.values()], store.ALL_STAGES_BUT_NATIONAL)
+        keys = {code: digest(_INDICATORS_CODE, p.id, p.validated_key, p.id in provisional) for code, p in in_use.items()}
+        redo = to_redo(keys, store.fingerprints(conn, year, _KEYS), forced)
+        stored = set(conn.execute(select(ServiceIndicator.project_code).where(ServiceIndicator.year == year)).scalars())
+        gone = stored - keys.keys()  # no package in use any more, or a refused one
+        rows, undecoded = compute_indicators(conn, year, {code: in_use[code] for code in redo}, provisional)
+        for start in range(0, len(redo) + len(gone), _IDS_PER_QUERY):
+            codes = [*redo, *gone][start:start + _IDS_PER_QUERY]
+            conn.execute(delete(ServiceIndicator).where(ServiceIndicator.year == year,
+                                                        ServiceIndicator.project_code.in_(codes)))
         if rows:
             conn.execute(insert(ServiceIndicator), rows)
+        # A project with a photo not decoded yet keeps no key: the next run counts it again.
+        store.set_fingerprints(conn, year, _KEYS, {**{code: "" if code in undecoded else keys[code] for code in redo},
+                                                   **dict.fromkeys(gone)})
     return len(rows)
 
 
@@ -284,7 +314,7 @@ def service_indicators(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     engine, assessment = warehouse.engine(), load_assessment()
     metadata: dict[str, dg.MetadataValue] = {}
     for year in years_of_run(context):
-        store_indicators(engine, year)
+        store_indicators(engine, year, forced_projects(context))
         this = registry.year(year)
         with engine.connect() as conn:
             table = indicator_table(conn, this, previous_registry(registry, year), assessment)

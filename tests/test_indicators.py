@@ -125,3 +125,49 @@ def test_continues_link_and_name_match():
     assert links["2024-SB-02"] == "2023-SB-02"  # same host unit and project name
     assert "2024-ST-05" not in links
     assert sum(load_assessment().weights.values()) == 1
+
+
+def test_indicators_recompute_only_what_changed_and_equal_a_full_recompute(database_url, inbox, clean, tmp_path):
+    """A run recomputes the indicators of a project only when its package in use, its validation or its
+    provisional state changed (or a photo of it was not decoded yet); what it keeps equals recomputing
+    the whole year."""
+    from sqlalchemy import delete, select
+
+    from adapters.warehouse.engine import connect
+    from adapters.warehouse.models import ExportFingerprint, PhotoFactsRow, ServiceIndicator
+    from assets.indicators import store_indicators
+
+    codes = ("2023-SB-01", "2023-SB-02", "2023-ST-01")
+    for code in codes:
+        put(inbox, clean(code))
+    export = tmp_path / "exports"
+    run(2023, inbox, database_url, export)
+    engine = connect(database_url)
+
+    def rows() -> dict:
+        with engine.connect() as conn:
+            return {r.project_code: {c: getattr(r, c) for c in ServiceIndicator.__table__.columns.keys() if c != "id"}
+                    for r in conn.execute(select(ServiceIndicator).where(ServiceIndicator.year == 2023))}
+
+    assert store_indicators(engine, 2023) == 0  # nothing changed since the run
+    assert store_indicators(engine, 2023, forced={"2023-SB-02"}) == 1
+
+    # A new version of one project: the next run recomputes that project only.
+    newer = clean("2023-SB-01", seed=5)
+    newer.name = newer.name.replace(".zip", "-v2.zip") if newer.name.endswith(".zip") else newer.name + "-v2"
+    put(inbox, newer)
+    run(2023, inbox, database_url, export)
+    incremental = rows()
+    with engine.begin() as conn:  # forget every key: the whole year is computed afresh
+        conn.execute(delete(ExportFingerprint).where(ExportFingerprint.name.startswith("indicators/")))
+    assert store_indicators(engine, 2023) == len(codes)
+    assert rows() == incremental
+
+    # A photo whose facts are missing (its decoding failed) keeps its project recomputed until decoded.
+    with engine.begin() as conn:
+        conn.execute(delete(PhotoFactsRow))
+    assert store_indicators(engine, 2023) == 0  # keys unchanged: nothing to recompute…
+    with engine.begin() as conn:
+        conn.execute(delete(ExportFingerprint).where(ExportFingerprint.name.startswith("indicators/")))
+    assert store_indicators(engine, 2023) == len(codes)
+    assert store_indicators(engine, 2023) == len(codes)  # …but undecoded photos leave no key behind
