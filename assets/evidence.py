@@ -265,8 +265,9 @@ def evidence_year(engine: Engine, inbox_dir: Path, registry: YearRegistry) -> di
     with engine.connect() as conn:
         facts = stored_facts(conn, {p.sha256 for p in photos} | {p.sha256 for p in earlier})
         windows = service_windows(conn, ids)
-        places = photo_places(conn, ids)
     found = photo_findings(year, photos, earlier, facts, windows)
+    with engine.connect() as conn:  # of the packages with a finding only: a year has thousands of sheets
+        places = photo_places(conn, sorted(found))
     rows = []
     for package_id, items in found.items():
         place = places.get(package_id, PhotoPlace(PHOTOS.name, PHOTOS.column("file_name").header))
