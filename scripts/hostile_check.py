@@ -160,7 +160,7 @@ def main() -> int:
     print(f"packages: {len(packages)} ({sum('grafted' in v for v in packages.values())} grafted 经费支出)")
     print(f"run: exit {code} in {seconds:.1f} s, peak memory of the process tree {peak / 2**20:.0f} MiB")
     print(f"inbox unchanged: {tree_digest(work / 'inbox') == before}")
-    print("findings by rule:", dict(own.rule_id.value_counts().sort_index()))
+    print("findings by rule:", {rule: int(n) for rule, n in own.rule_id.value_counts().sort_index().items()})
     print(f"packages with no finding of their own: {len(silent)}")
     for name in silent:
         print(f"  {name}: {packages[name]}")
