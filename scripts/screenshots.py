@@ -321,6 +321,10 @@ def group_names(base: str) -> list[str]:
     return sorted({n["groupName"] for n in nodes})
 
 
+# Tall enough for the stages' groups stacked two high (evidence under reconciliation, reports over exports).
+_GRAPH_HEIGHT = 1200
+
+
 def viewport(page: DevTools, width: int, height: int) -> None:
     page.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
@@ -375,7 +379,7 @@ def shoot(page: DevTools, base: str, out: Path) -> list[Path]:
 
     # (a) The global asset lineage with every group (= pipeline stage) expanded, zoomed to fit. Wide
     # enough that the nodes keep their details (the UI drops to bare names below 60 % zoom).
-    viewport(page, 2400, 820)
+    viewport(page, 2400, _GRAPH_HEIGHT)
     expanded = ",".join(f"global@global:{g}" for g in group_names(base))
     navigate(page, f"{base}/asset-groups?expanded={urllib.parse.quote(expanded)}")
     dismiss_nux(page)
@@ -383,7 +387,8 @@ def shoot(page: DevTools, base: str, out: Path) -> list[Path]:
     click_text(page, "Hide navigation")
     page.evaluate("document.querySelector('[aria-label=panel_show_right]')?.closest('button')?.click()")
     settle(page, 1)
-    mouse_click(page, 2400 - 150, 140, clicks=2)  # double-click on the background: zoom to fit
+    # Double-click on the background (bottom left: the groups start at the top): zoom to fit.
+    mouse_click(page, 150, _GRAPH_HEIGHT - 60, clicks=2)
     wait_for_text(page, ["package_intake", "package_validation", "reconciliation", "national_sync",
                          "year_exports", "Latest event"])
     settle(page, 3)
