@@ -159,8 +159,8 @@ def prepare_reports(engine: Engine, registry: YearRegistry, keys: dict[str, str]
             del reports[code]
     for code, (package_id, report, target) in reports.items():
         _write_json(report, target)
-        outbox.enqueue(engine, year=year, project_code=code, package_id=package_id, payload=report)
         outcome[code] = "queued"
+    outbox.enqueue_many(engine, year, [(code, package_id, report) for code, (package_id, report, _) in reports.items()])
     with engine.begin() as conn:
         store.replace_findings(conn, "national", rows, year=year, project_codes=[p.code for p in national])
         store.set_fingerprints(conn, year, _KEYS, keys)

@@ -89,6 +89,25 @@ def test_enqueue_is_idempotent_and_versions_changed_content(engine):
     assert outbox.content_hash(reordered) == outbox.content_hash(report)
 
 
+def test_enqueue_many_is_enqueue_for_each_report_in_one_transaction(engine):
+    codes = ["2023-GT-01", "2023-GB-01", "2023-GT-02"]
+    packages = {code: add_package(engine, code) for code in codes}
+    before = queue(engine, "2023-GB-01")  # already queued with this content
+    changed = queue(engine, "2023-GT-02", service__people_served=1)  # queued with other content
+    ids = outbox.enqueue_many(engine, YEAR, [(code, packages[code], sample_report(code)) for code in codes])
+    stored = {(r["project_code"], r["version"]): r for r in rows(engine)}
+    assert ids[1] == before  # the same content: nothing new, its row's id
+    assert stored[("2023-GT-01", 1)]["id"] == ids[0] and stored[("2023-GT-02", 2)]["id"] == ids[2]
+    assert changed != ids[2] and stored[("2023-GT-02", 1)]["id"] == changed  # new content: the next version
+    assert len(stored) == 4
+    for code, row_id in zip(codes, ids):
+        row = next(r for r in stored.values() if r["id"] == row_id)
+        assert (row["project_code"], json.loads(row["payload"])) == (code, sample_report(code))
+    # Again, all the same content: nothing new, the same ids.
+    assert outbox.enqueue_many(engine, YEAR, [(c, packages[c], sample_report(c)) for c in codes]) == ids
+    assert len(rows(engine)) == 4
+
+
 def test_deliver_files_stores_the_receipt_and_poll_gets_the_verdict(engine, mock, caplog):
     caplog.set_level(logging.DEBUG)
     queue(engine, "2023-GT-01")

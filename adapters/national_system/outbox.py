@@ -68,27 +68,53 @@ def _now() -> datetime:
 def enqueue(engine: Engine, *, year: int, project_code: str, package_id: int, payload: dict) -> int:
     """Commit a report to the outbox and return its row id. The same content as the latest version
     adds nothing; any other content becomes the next version (sent later as a correction)."""
-    digest = content_hash(payload)
-    same_project = (_t.c.year == year) & (_t.c.project_code == project_code)
+    return enqueue_many(engine, year, [(project_code, package_id, payload)])[0]
+
+
+def enqueue_many(engine: Engine, year: int, reports: list[tuple[str, int, dict]]) -> list[int]:
+    """enqueue for several projects' reports (project code, package id, payload) in one transaction:
+    a national year queues some 2,000 at once. Returns their row ids, in order."""
+    if not reports:
+        return []
+    digests = [content_hash(payload) for _, _, payload in reports]
+    codes = sorted({code for code, _, _ in reports})
     try:
         with engine.begin() as conn:
-            latest = conn.execute(select(_t.c.id, _t.c.version, _t.c.content_hash).where(same_project)
-                                  .order_by(_t.c.version.desc()).limit(1)).first()
-            if latest is not None and latest.content_hash == digest:
-                return latest.id
-            version = (latest.version if latest else 0) + 1
-            now = _now()
-            result = conn.execute(insert(_t).values(
-                year=year, project_code=project_code, version=version, package_id=package_id,
-                content_hash=digest, idempotency_key=idempotency_key(year, project_code, version, digest),
-                payload=canonical_json(payload), status=PENDING, attempts=0, last_error="", receipt_no="",
-                corrects_receipt_no="", server_time="", raw_response="", created_at=now, updated_at=now))
-            return result.inserted_primary_key[0]
+            latest = {}
+            for start in range(0, len(codes), 1000):  # bounded IN lists
+                for row in conn.execute(select(_t.c.id, _t.c.project_code, _t.c.version, _t.c.content_hash)
+                                        .where(_t.c.year == year, _t.c.project_code.in_(codes[start:start + 1000]))
+                                        .order_by(_t.c.version)):
+                    latest[row.project_code] = row  # versions ascending: the last one wins
+            ids: list[int | None] = []
+            new = []
+            for (code, package_id, payload), digest in zip(reports, digests):
+                if code in latest and latest[code].content_hash == digest:
+                    ids.append(latest[code].id)
+                    continue
+                version = (latest[code].version if code in latest else 0) + 1
+                now = _now()
+                new.append((len(ids), dict(
+                    year=year, project_code=code, version=version, package_id=package_id, content_hash=digest,
+                    idempotency_key=idempotency_key(year, code, version, digest), payload=canonical_json(payload),
+                    status=PENDING, attempts=0, last_error="", receipt_no="", corrects_receipt_no="",
+                    server_time="", raw_response="", created_at=now, updated_at=now)))
+                ids.append(None)
+            if new:
+                inserted = conn.execute(insert(_t).returning(_t.c.id, sort_by_parameter_order=True),
+                                        [values for _, values in new]).scalars().all()
+                for (position, _), row_id in zip(new, inserted):
+                    ids[position] = row_id
+            return ids
     except IntegrityError:
+        if len(reports) > 1:  # a concurrent run enqueued some first: each on its own, as below
+            return [enqueue(engine, year=year, project_code=code, package_id=package_id, payload=payload)
+                    for code, package_id, payload in reports]
         # A concurrent run enqueued a version first: use the latest if it is this content.
         with engine.connect() as conn:
-            return conn.execute(select(_t.c.id).where(same_project & (_t.c.content_hash == digest))
-                                .order_by(_t.c.version.desc()).limit(1)).scalar_one()
+            return [conn.execute(select(_t.c.id).where(_t.c.year == year, _t.c.project_code == codes[0],
+                                                       _t.c.content_hash == digests[0])
+                                 .order_by(_t.c.version.desc()).limit(1)).scalar_one()]
 
 
 # --- deliver ---------------------------------------------------------------------------------------
