@@ -37,34 +37,31 @@ def missing_findings(registry: YearRegistry, projects: list[RegisteredProject], 
 
 def after_completion_findings(conn: Connection, registry: YearRegistry, team_packages: list[int]) -> dict[int, list[Finding]]:
     """T002: for teams (服务团), expenses and activities dated after the completion date."""
-    out: dict[int, list[Finding]] = {}
     if not team_packages:
-        return out
+        return {}
     done = registry.team_completion_date
-    sheets = store.package_sheets(conn, team_packages)
-    lines = conn.execute(
-        select(ExpenseLine.package_id, ExpenseLine.excel_row, ExpenseLine.spent_on)
-        .where(ExpenseLine.package_id.in_(team_packages), ExpenseLine.spent_on > done)
-    ).all()
-    for package_id, excel_row, spent_on in lines:
-        column = _header(sheets, package_id, EXPENSES.name, "spent_on")
-        out.setdefault(package_id, []).append(make_finding(
-            "T002", sheet=_sheet(sheets, package_id, EXPENSES.name), row=excel_row, column=column,
-            value=spent_on.isoformat(), deadline=done.isoformat()))
-    activities = conn.execute(
-        select(SheetRow.package_id, SheetRow.excel_row, SheetRow.data)
-        .where(SheetRow.package_id.in_(team_packages), SheetRow.sheet == ACTIVITIES.name)
-    ).all()
-    for package_id, excel_row, data in activities:
+    late: list[tuple[int, str, int, str, str]] = []  # (package, sheet, Excel row, field, value as typed)
+    for package_id, excel_row, spent_on in conn.execute(
+            select(ExpenseLine.package_id, ExpenseLine.excel_row, ExpenseLine.spent_on)
+            .where(ExpenseLine.package_id.in_(team_packages), ExpenseLine.spent_on > done)):
+        late.append((package_id, EXPENSES.name, excel_row, "spent_on", spent_on.isoformat()))
+    for package_id, excel_row, data in conn.execute(
+            select(SheetRow.package_id, SheetRow.excel_row, SheetRow.data)
+            .where(SheetRow.package_id.in_(team_packages), SheetRow.sheet == ACTIVITIES.name)):
         values = json.loads(data)
         for field in ("start_date", "end_date"):
             typed = str(values.get(field) or "")
             day = date_of(typed)
             if day is not None and day > done:
-                out.setdefault(package_id, []).append(make_finding(
-                    "T002", sheet=_sheet(sheets, package_id, ACTIVITIES.name), row=excel_row,
-                    column=_header(sheets, package_id, ACTIVITIES.name, field), value=typed, deadline=done.isoformat()))
+                late.append((package_id, ACTIVITIES.name, excel_row, field, typed))
                 break  # one finding per activity: its end follows its start
+    # The sheet names and headers as typed, of the packages with a finding only (a year has thousands).
+    sheets = store.package_sheets(conn, sorted({package_id for package_id, *_ in late}))
+    out: dict[int, list[Finding]] = {}
+    for package_id, sheet, excel_row, field, typed in late:
+        out.setdefault(package_id, []).append(make_finding(
+            "T002", sheet=_sheet(sheets, package_id, sheet), row=excel_row,
+            column=_header(sheets, package_id, sheet, field), value=typed, deadline=done.isoformat()))
     return out
 
 
