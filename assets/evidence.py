@@ -244,7 +244,7 @@ def service_windows(conn: Connection, package_ids: list[int]) -> dict[int, tuple
 
 
 def photo_places(conn: Connection, package_ids: list[int]) -> dict[int, PhotoPlace]:
-    sheets = store.package_sheets(conn, package_ids)
+    sheets = store.package_sheets(conn, package_ids, [PHOTOS.name])
     places = {}
     for (package_id, sheet), found in sheets.items():
         if sheet == PHOTOS.name:

@@ -107,7 +107,7 @@ def load_money(conn: Connection, spent: dict[int, dict[str, int]]) -> dict[int, 
 
 def _add_sheet_names(conn: Connection, money: dict[int, PackageMoney]) -> None:
     """Sheet names and headers as the unit typed them, for the findings to quote."""
-    for (package_id, sheet), found in store.package_sheets(conn, list(money)).items():
+    for (package_id, sheet), found in store.package_sheets(conn, list(money), [LEFTOVER.name, EXPENSES.name]).items():
         headers = {f: typed for f, (typed, _) in found["headers"].items()}
         if sheet == LEFTOVER.name:
             money[package_id].leftover_sheet, money[package_id].leftover_headers = found["typed_name"], headers

@@ -270,9 +270,14 @@ def reconciliation(conn: Connection, year: int) -> list:
     return sorted(rows, key=lambda r: (r.project_code, FUNDING_SOURCES.index(r.funding_source)))
 
 
-def package_sheets(conn: Connection, package_ids: Sequence[int]) -> dict[tuple[int, str], dict]:
-    """(package id, template sheet) -> typed_name, header_row, headers {field: [typed, column]}."""
-    rows = conn.execute(select(PackageSheet).where(PackageSheet.package_id.in_(list(package_ids)))).all()
+def package_sheets(conn: Connection, package_ids: Sequence[int], sheets: Sequence[str] | None = None
+                   ) -> dict[tuple[int, str], dict]:
+    """(package id, template sheet) -> typed_name, header_row, headers {field: [typed, column]}; of the
+    named template sheets only, if given."""
+    where = [PackageSheet.package_id.in_(list(package_ids))]
+    if sheets is not None:
+        where.append(PackageSheet.sheet.in_(list(sheets)))
+    rows = conn.execute(select(PackageSheet).where(*where)).all()
     return {
         (r.package_id, r.sheet): dict(typed_name=r.typed_name, header_row=r.header_row, headers=json.loads(r.headers))
         for r in rows
