@@ -230,10 +230,10 @@ def utcnow() -> datetime:
 
 def set_finding_projects(conn: Connection, year: int, assignments: dict[int, str | None]) -> None:
     """Findings of a package belong to the project the package is assigned to."""
-    for package_id, code in assignments.items():
-        conn.execute(
-            update(FindingRow).where(FindingRow.year == year, FindingRow.package_id == package_id).values(project_code=code)
-        )
+    if assignments:  # one executemany: a national year's first intake routes thousands of packages
+        conn.execute(update(FindingRow).where(FindingRow.year == year, FindingRow.package_id == bindparam("pid"))
+                     .values(project_code=bindparam("code")),
+                     [dict(pid=pid, code=code) for pid, code in assignments.items()])
 
 
 # Stages whose findings decide whether a package is accepted, before anything is sent nationally.
