@@ -5,6 +5,7 @@ import io
 import sys
 
 import pandas as pd
+import pytest
 import pyarrow as pa
 import pyarrow.compute as pc
 import xlsxwriter
@@ -201,6 +202,24 @@ def test_arrow_trims_exactly_what_str_strip_does():
     characters = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
     trimmed = pc.utf8_trim_whitespace(pa.array([f"{c}a{c}" for c in characters])).to_pylist()
     assert [c for c, text in zip(characters, trimmed) if text != f"{c}a{c}".strip()] == []
+
+
+@pytest.mark.parametrize("text", [
+    "1,2.50,3\n4,5,6\n",  # numbers only: still text
+    'x,y\n"a,b"," c "\n"multi\nline","q""q"\n',  # quoting, a newline inside a field
+    "a,b\n\n1,2\n",  # a blank line
+    "a,b,c\n1,2\n",  # a short row
+    "a,b\n1,\n,\n",  # empty fields
+    ",".join(str(i) for i in range(70)) + "\n1\n",  # wider than the text columns arrow is told of
+    "1\r\n2\r\n",
+    " 1 , N/A ,NULL,nan,true,-0,2023-06-01,\u3000甲\u3000,\n",  # nothing read as null, a number or a date
+])
+def test_csv_reads_as_pandas_reads_it(text):
+    """Arrow reads the usual CSV; pandas' reading is the reference, and the odd file goes to pandas."""
+    def cells(table):
+        return table.height, [list(column.texts[column.codes]) for column in table.columns]
+
+    assert cells(csv_text_table(text.encode("utf-8"))) == cells(workbook.pandas_csv_text_table(text))
 
 
 def test_expenses_csv_in_gb18030_with_blank_lines_and_short_rows():
