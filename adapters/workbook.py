@@ -30,6 +30,11 @@ from adapters.xlsx_census import Census
 
 Grid = list[list[object]]
 
+# Arrow's buffers come from the C library's malloc, as the rest of the process's do. Its default (mimalloc)
+# reserves address space in large segments, and under a package worker's RLIMIT_AS it aborts the worker on a
+# small allocation rather than report it, so a normal CSV would cost its package a P008.
+pa.set_memory_pool(pa.system_memory_pool())
+
 
 class UnreadableWorkbook(Exception):
     """The workbook, or one of its sheets, will not read (corrupt, encrypted, not really a spreadsheet)."""

@@ -135,12 +135,12 @@ class BasicInfo(pa.DataFrameModel):
     @pa.dataframe_check(name="P006:host_unit", ignore_na=False)
     def registered_unit(cls, df):
         typed = df["host_unit"].map(normalize_name)
-        known = df["registered_units"].map(lambda names: {normalize_name(n) for n in names.split("\n")})
+        known = df["registered_units"].astype(object).map(lambda names: {normalize_name(n) for n in names.split("\n")})
         return is_blank(df["host_unit"]) | pd.Series([t in k for t, k in zip(typed, known)], index=df.index)
 
     @pa.dataframe_check(name="P006:uscc", ignore_na=False)
     def registered_uscc(cls, df):
-        registered = df["registered_uscc"].fillna("")
+        registered = df["registered_uscc"].astype(object).fillna("")
         typed = clean_text(df["uscc"]).str.upper()
         return (registered == "") | is_blank(df["uscc"]) | (typed == registered)
 
@@ -286,16 +286,36 @@ def failure_cases(sheet: str, prepared: pd.DataFrame) -> pd.DataFrame:
     is a Python call per cell on text columns) could only repeat what is known."""
     with config_context(validation_depth=ValidationDepth.DATA_ONLY):
         try:
-            schema_for(sheet).validate(prepared, lazy=True, inplace=True)  # inplace: no copy, nothing coerced
+            _schema_over(sheet, prepared).validate(prepared, lazy=True, inplace=True)  # inplace: no copy
         except pa.errors.SchemaErrors as errors:
             return errors.failure_cases
     return pd.DataFrame(columns=["check", "column", "index"])
 
 
+def _schema_over(sheet: str, frame: pd.DataFrame) -> pa.DataFrameSchema:
+    """The sheet's schema for one frame: each frame-wide check (RULE:column, the model's own and the value
+    checks of its typed fields) runs as a check of the column it names, over this frame.
+
+    The verdict is the same; what differs is pandera's report of it. A failing row of a frame-wide check
+    is reported in every column, and turning that table into failure cases costs pandas a loop per
+    failing row (DataFrame.unstack): more than all the checks together on a defective batch. A column
+    check's failure cases are that column's failing cells, which is all a finding needs."""
+    model, frame_checks = schema_for(sheet)
+    columns = dict(model.columns)
+    for check in frame_checks:
+        named = str(check.name).partition(":")[2]
+        if named not in frame:  # S001 reports the column; a check of it has nothing to judge
+            continue
+        over_frame = pa.Check(lambda _column, fn=check._check_fn: fn(frame), name=check.name, ignore_na=False)
+        columns[named] = columns[named].update_checks([*columns[named].checks, over_frame])
+    return pa.DataFrameSchema(columns=columns, strict=False, coerce=False, name=model.name)
+
+
 @functools.cache
-def schema_for(sheet: str) -> pa.DataFrameSchema:
-    """The sheet's model with the value checks of its typed fields (run on a `prepare`d frame)."""
-    schema = MODELS[sheet].to_schema()
-    return pa.DataFrameSchema(
-        columns=schema.columns, checks=[*schema.checks, *_field_checks(list(schema.columns))],
-        strict=False, coerce=False, name=schema.name)
+def schema_for(sheet: str) -> tuple[pa.DataFrameSchema, list[pa.Check]]:
+    """The sheet's model (its columns and their checks), and its frame-wide checks: the model's own and the
+    value checks of its typed fields (run on a `prepare`d frame), each named RULE:column."""
+    model = MODELS[sheet].to_schema()
+    frame_checks = [*model.checks, *_field_checks(list(model.columns))]
+    assert all(":" in str(check.name) for check in frame_checks), "a frame-wide check names its column"
+    return pa.DataFrameSchema(columns=model.columns, strict=False, coerce=False, name=model.name), frame_checks

@@ -169,9 +169,10 @@ EXPENSE_COLUMNS = ("package_id", "excel_row", "spent_on", "category", "funding_s
 
 def replace_parsed_rows(
     conn: Connection, package_ids: Sequence[int], sheets: list[dict], sheet_rows: list[dict],
-    expense_lines: Sequence[tuple],
+    expense_lines: Iterable[tuple],
 ) -> None:
-    """Replace the packages' parsed rows. `expense_lines` are tuples in EXPENSE_COLUMNS order."""
+    """Replace the packages' parsed rows. `expense_lines` are tuples in EXPENSE_COLUMNS order, the date
+    as an ISO date (text is how SQLAlchemy's Date keeps it on SQLite; PostgreSQL casts it)."""
     ids = list(package_ids)
     for table in (PackageSheet, SheetRow, ExpenseLine):
         conn.execute(delete(table).where(table.package_id.in_(ids)))
@@ -180,11 +181,10 @@ def replace_parsed_rows(
     if sheet_rows:
         columns = ("package_id", "sheet", "excel_row", "data")
         bulk_insert(conn, SheetRow.__tablename__, columns, [tuple(r[c] for c in columns) for r in sheet_rows])
-    if expense_lines:
-        bulk_insert(conn, ExpenseLine.__tablename__, EXPENSE_COLUMNS, expense_lines, nullable=("spent_on", "amount_fen"))
+    bulk_insert(conn, ExpenseLine.__tablename__, EXPENSE_COLUMNS, expense_lines, nullable=("spent_on", "amount_fen"))
 
 
-def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple], *,
+def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple], *,
                 nullable: Sequence[str] = ()) -> None:
     """Many rows at once, the fastest way each database offers: COPY on PostgreSQL, the driver's
     executemany of plain tuples elsewhere (SQLAlchemy's per-row parameter handling costs ~2x here).
