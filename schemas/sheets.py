@@ -15,6 +15,7 @@ scans the whole frame once per check), and `failure_cases` validates data only (
 from __future__ import annotations
 
 import functools
+from contextvars import ContextVar
 from typing import Optional
 
 import pandas as pd
@@ -284,38 +285,37 @@ def failure_cases(sheet: str, prepared: pd.DataFrame) -> pd.DataFrame:
     Validates data only: the frame's text comes from assets.sheets (always str, never coerced) and
     S001 reports missing columns, so pandera's schema-level checks (column presence, dtype, which
     is a Python call per cell on text columns) could only repeat what is known."""
-    with config_context(validation_depth=ValidationDepth.DATA_ONLY):
-        try:
-            _schema_over(sheet, prepared).validate(prepared, lazy=True, inplace=True)  # inplace: no copy
-        except pa.errors.SchemaErrors as errors:
-            return errors.failure_cases
+    token = _FRAME.set(prepared)
+    try:
+        with config_context(validation_depth=ValidationDepth.DATA_ONLY):
+            schema_for(sheet).validate(prepared, lazy=True, inplace=True)  # inplace: no copy, nothing coerced
+    except pa.errors.SchemaErrors as errors:
+        return errors.failure_cases
+    finally:
+        _FRAME.reset(token)
     return pd.DataFrame(columns=["check", "column", "index"])
 
 
-def _schema_over(sheet: str, frame: pd.DataFrame) -> pa.DataFrameSchema:
-    """The sheet's schema for one frame: each frame-wide check (RULE:column, the model's own and the value
-    checks of its typed fields) runs as a check of the column it names, over this frame.
+# The frame being validated, for the frame-wide checks (see schema_for). A context variable rather than a
+# frame bound into each check: pandera keeps what a check holds, so a bound frame outlived its batch.
+_FRAME: ContextVar[pd.DataFrame] = ContextVar("frame")
+
+
+@functools.cache
+def schema_for(sheet: str) -> pa.DataFrameSchema:
+    """The sheet's model, each of its frame-wide checks (RULE:column: the model's own and the value checks
+    of its typed fields, run on a `prepare`d frame) run as a check of the column it names, over the whole
+    frame being validated.
 
     The verdict is the same; what differs is pandera's report of it. A failing row of a frame-wide check
     is reported in every column, and turning that table into failure cases costs pandas a loop per
     failing row (DataFrame.unstack): more than all the checks together on a defective batch. A column
     check's failure cases are that column's failing cells, which is all a finding needs."""
-    model, frame_checks = schema_for(sheet)
+    model = MODELS[sheet].to_schema()
     columns = dict(model.columns)
-    for check in frame_checks:
+    for check in [*model.checks, *_field_checks(list(model.columns))]:
         named = str(check.name).partition(":")[2]
-        if named not in frame:  # S001 reports the column; a check of it has nothing to judge
-            continue
-        over_frame = pa.Check(lambda _column, fn=check._check_fn: fn(frame), name=check.name, ignore_na=False)
+        assert named in columns, f"{check.name}: a frame-wide check names its column (RULE:column)"
+        over_frame = pa.Check(lambda column, fn=check._check_fn: fn(_FRAME.get()), name=check.name, ignore_na=False)
         columns[named] = columns[named].update_checks([*columns[named].checks, over_frame])
     return pa.DataFrameSchema(columns=columns, strict=False, coerce=False, name=model.name)
-
-
-@functools.cache
-def schema_for(sheet: str) -> tuple[pa.DataFrameSchema, list[pa.Check]]:
-    """The sheet's model (its columns and their checks), and its frame-wide checks: the model's own and the
-    value checks of its typed fields (run on a `prepare`d frame), each named RULE:column."""
-    model = MODELS[sheet].to_schema()
-    frame_checks = [*model.checks, *_field_checks(list(model.columns))]
-    assert all(":" in str(check.name) for check in frame_checks), "a frame-wide check names its column"
-    return pa.DataFrameSchema(columns=model.columns, strict=False, coerce=False, name=model.name), frame_checks
