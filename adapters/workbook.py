@@ -137,6 +137,7 @@ class Workbook:
         self._book: CalamineWorkbook | None = None
         self._reader: fastexcel.ExcelReader | None = None
         self._typed_reading = len(data) >= _TYPED_READING_FROM
+        self._grids: dict[str, Grid] = {}  # a small workbook's grids, built once (see all_grids)
         try:  # the reader the workbook is mostly read with opens it now, so that a broken file fails here
             opened = self._fastexcel() if self._typed_reading else self._calamine()
         except BaseException as exc:
@@ -161,13 +162,28 @@ class Workbook:
             self._opened_on = self._census.data
 
     def grid(self, typed_name: str) -> Grid:
+        if typed_name in self._grids:
+            return self._grids[typed_name]
         self._looked_at(typed_name)
         try:
-            return self._calamine().get_sheet_by_name(typed_name).to_python(skip_empty_area=False)
+            grid = self._calamine().get_sheet_by_name(typed_name).to_python(skip_empty_area=False)
         except BaseException as exc:
             if not _reader_error(exc):
                 raise
             raise UnreadableWorkbook(str(exc), typed_name) from exc
+        if not self._typed_reading:  # a big workbook's grid is built only when fastexcel cannot read a sheet
+            self._grids[typed_name] = grid
+        return grid
+
+    def all_grids(self) -> dict[str, Grid] | None:
+        """Every sheet's grid, in the workbook's order, for a copy of the unit's workbook (the feedback's);
+        None for a big workbook, whose grids are never built to read it, or when a sheet will not read."""
+        if self._typed_reading:
+            return None
+        try:
+            return {name: self.grid(name) for name in self.sheet_names}
+        except UnreadableWorkbook:
+            return None
 
     def text_table(self, typed_name: str) -> TextTable:
         """The sheet's cell texts: through fastexcel in a big workbook when it can promise them, else from

@@ -23,6 +23,7 @@ from adapters.resources import ExportResource, RegistryResource, WarehouseResour
 from adapters.warehouse import store
 from adapters.workers import WorkerFailure, map_isolated
 from assets.overview import project_overview
+from assets.sheets import READER_KEY
 from assets.partitions import single_run, year_partitions, years_of_run
 from assets import feedback
 from assets import changes as changes_module, manifest
@@ -232,7 +233,9 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
             changes[name] = None
     with engine.connect() as conn:
         in_use = {p.project_code: p.id for p in store.package_versions(conn, year, todo)}  # the newest wins
-        blobs = store.package_blobs(conn, list(in_use.values()))
+        # The unit's sheets as intake read them; the workbook itself only where intake kept no grids of it.
+        grids = store.package_grids(conn, list(in_use.values()), READER_KEY)
+        blobs = store.package_blobs(conn, [pid for pid in in_use.values() if pid not in grids])
         sheets = store.package_sheets(conn, list(in_use.values()))
         diffs = {code: package_changes(conn, year, code) for code in todo if code in version_keys}
     rows = {row.project_code: row for row in projects.itertuples(index=False)}
@@ -248,16 +251,16 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
                              level=row.level, type=row.type),
                 status=row.status, package=row.package,
                 findings=issues.iloc[rows_of[code]],
-                workbook=blobs[package_id][0] if package_id is not None else None,
+                workbook=blobs[package_id][0] if package_id in blobs else None, unit_grids=grids.get(package_id),
                 sheets=sheets_of[package_id] if package_id is not None else {},
                 deadline=registry.deadline.isoformat(), changes=diffs.get(code), versions=versions,
                 money=(money or {}).get(code, ""), sample=registry.sample,
             )
 
-    # Written across the worker pool: the copy of the unit's workbook reads untrusted bytes again.
+    # Written across the worker pool: a big workbook's copy reads the unit's bytes again.
     for job, outcome in map_isolated(_write_feedback, jobs()):
         if isinstance(outcome, WorkerFailure):  # the unit's copy could not be made: cover and list still go
-            feedback.write_feedback(**{**job, "workbook": None})
+            feedback.write_feedback(**{**job, "workbook": None, "unit_grids": None})
         changes[job["path"].name] = wanted[job["path"].stem]
     with engine.begin() as conn:
         store.set_fingerprints(conn, year, _FEEDBACK, changes)

@@ -30,6 +30,7 @@ from xlsxwriter.worksheet import Worksheet
 from adapters.registry import LEVEL_ZH, SAMPLE_NOTE, TYPE_ZH
 from adapters.workbook import Grid, UnreadableWorkbook, Workbook
 from assets.changes import PackageChanges
+from assets.sheets import load_grids
 from assets.summary_workbook import atomic_path, display_width, integer, text, waiver_note
 from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
 
@@ -102,18 +103,18 @@ Marks = dict[str, dict[Place, list[_Finding]]]
 
 
 def write_feedback(path: Path, *, year: int, project: dict, status: str, package: str, findings: pd.DataFrame,
-                   workbook: bytes | None, sheets: dict[str, dict], deadline: str = "",
+                   workbook: bytes | None, sheets: dict[str, dict], deadline: str = "", unit_grids: bytes | None = None,
                    changes: PackageChanges | None = None, versions: str = "", money: str = "",
                    sample: bool = False) -> Path:
     """Write the unit's feedback workbook atomically and return its path.
 
-    findings: the project's rows of issues.csv, every package of it; workbook: the .xlsx bytes of the
-    package in use, or None; sheets: template sheet -> {typed_name, header_row, headers} of that package;
+    findings: the project's rows of issues.csv, every package of it; unit_grids: the sheets of the package
+    in use as intake read them (assets.sheets.dump_grids), else workbook: its .xlsx bytes, or None; sheets: template sheet -> {typed_name, header_row, headers} of that package;
     changes: what changed since the unit's previous version (a 版本变更 sheet); versions: the rule-set
     and registry versions, shown on the cover.
     """
     rows = _ordered(findings, package)
-    grids = _unit_sheets(workbook)
+    grids = load_grids(unit_grids) if unit_grids is not None else _unit_sheets(workbook)
     # xlsxwriter formats a cell when it is written, and the cover counts the marked cells: mark first.
     marks = None if grids is None else _marks(grids, [f for f in rows if f.in_use], sheets)
     with atomic_path(path) as partial:

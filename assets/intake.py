@@ -8,7 +8,7 @@ opened again, so re-running over the same inbox changes nothing and a late packa
 
 from dataclasses import dataclass, field
 from datetime import timezone
-from itertools import islice
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import dagster as dg
@@ -33,12 +33,14 @@ from adapters.workers import WorkerFailure, map_isolated
 from assets.isolation import limit_finding
 from assets.progress import Progress
 from assets.partitions import single_run, year_partitions, years_of_run
-from assets.sheets import EXPENSES_CSV_NAME, parse_key_value
+from assets.sheets import (EXPENSES_CSV_NAME, READER_KEY, ParsedSheet, dump_grids, dump_reading, parse_key_value,
+                           read_sheets)
 from schemas.findings import Finding, make_finding
 from schemas.layout import BASIC_INFO, EXPENSES, REQUIRED_SHEETS
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 _PACKAGES_PER_COMMIT = 200
+_BYTES_PER_COMMIT = 64 << 20
 
 
 @dataclass
@@ -57,6 +59,10 @@ class IntakeResult:
     declared_code_row: int | None = None
     declared_code_header: str = "项目编号"
     declared_unit: str = ""
+    # The workbook as read here, once, for the stages after: every template sheet (assets.sheets.dump_reading)
+    # for validation, every sheet's grid (dump_grids) for the feedback's copy.
+    reading: bytes | None = None
+    grids: bytes | None = None
 
     def refuse(self, finding: Finding) -> None:
         self.status = "refused"
@@ -64,6 +70,18 @@ class IntakeResult:
 
 
 def read_package(ref: PackageRef) -> IntakeResult:
+    """Open a package version, list its files and read its workbook: every template sheet, once, for this
+    stage (the project it names, P001, P003) and for validation (the reading it keeps)."""
+    return _read_package(ref, whole=True)
+
+
+def identify_package(ref: PackageRef) -> IntakeResult:
+    """read_package reading only 基本信息: for a package whose whole reading hit a worker's limit, so that
+    it still reaches its project (validation then reads it, and says which limit stops it: P008)."""
+    return _read_package(ref, whole=False)
+
+
+def _read_package(ref: PackageRef, *, whole: bool) -> IntakeResult:
     result = IntakeResult(ref)
     try:
         with open_package(ref) as package:
@@ -75,7 +93,9 @@ def read_package(ref: PackageRef) -> IntakeResult:
     except PackageError as problem:
         result.refuse(make_finding("P001", detail=problem.detail_zh))
         return result
-    if result.workbook is not None:
+    if result.workbook is not None and whole:
+        _read_whole_workbook(result)
+    elif result.workbook is not None:
         _read_workbook(result, check_sheets=True)
     return result
 
@@ -123,6 +143,27 @@ def _identify_refused(ref: PackageRef, result: IntakeResult) -> None:
         _read_workbook(result, check_sheets=False)
 
 
+def _read_whole_workbook(result: IntakeResult) -> None:
+    """Read every template sheet (or 经费支出.csv): check the required ones are there (P003) and 基本信息
+    reads (P001), read the project it names, and keep the reading for validation."""
+    try:
+        read = read_sheets(result.workbook, result.expenses_csv)
+    except UnreadableWorkbook:
+        result.refuse(make_finding("P001", detail=f"工作簿“{result.workbook_member}”无法打开"))
+        return
+    for sheet in REQUIRED_SHEETS:
+        if sheet not in read.sheets and sheet not in read.unreadable:
+            result.refuse(make_finding("P003", sheet=sheet))
+    if BASIC_INFO.name in read.unreadable:
+        typed = read.unreadable[BASIC_INFO.name]
+        result.refuse(make_finding("P001", detail=f"工作簿“{result.workbook_member}”的工作表“{typed}”无法读取"))
+        return
+    if BASIC_INFO.name in read.sheets:
+        _declared(result, read.sheets[BASIC_INFO.name])
+    if result.status == "readable":
+        result.reading, result.grids = dump_reading(read), dump_grids(read)
+
+
 def _read_workbook(result: IntakeResult, *, check_sheets: bool) -> None:
     """Check the workbook opens and has the required sheets (P001, P003); read the project it names."""
     try:
@@ -141,6 +182,11 @@ def _read_workbook(result: IntakeResult, *, check_sheets: bool) -> None:
     except UnreadableWorkbook:
         result.refuse(make_finding("P001", detail=f"工作簿“{result.workbook_member}”的工作表“{basic_sheet}”无法读取"))
         return
+    _declared(result, basic)
+
+
+def _declared(result: IntakeResult, basic: ParsedSheet) -> None:
+    """The project code and unit 基本信息 names, where the unit typed them."""
     values = basic.frame.iloc[0]
     result.declared_code = str(values.get("project_code", "") or "")
     result.declared_code_row = basic.rows.get("project_code")
@@ -165,22 +211,12 @@ def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry, log=Non
         stored = store.stored_versions(conn, year)
     discovered = discover_packages(inbox_dir / str(year), cache)
     refs = [ref for ref in discovered if (ref.name, ref.sha256) not in stored]
-    # Whole packages in each transaction, a few hundred at a time: a crash never leaves half a
-    # package (the next run reads the uncommitted ones again), and thousands of packages do not pay
-    # a commit each.
     progress = Progress(f"intake {year}", len(refs), log)
-    read = map_isolated(read_package, refs)
-    while batch := list(islice(read, _PACKAGES_PER_COMMIT)):
-        results = []
-        for ref, outcome in batch:
-            if isinstance(outcome, WorkerFailure):
-                # The unit hears P008; the operator's log keeps what really happened (our bug or its file).
-                if log is not None:
-                    log.warning(f"intake {year}: {ref.name} hit a worker limit ({outcome.limit}: {outcome.detail})")
-                outcome = _limit_refusal(ref, outcome)
-            results.append(outcome)
+    for results in _commits(_read_all(refs, year, log)):
         with engine.begin() as conn:
             ids = store.insert_packages(conn, [(_package_row(year, result), result.files) for result in results])
+            store.put_readings(conn, READER_KEY, {package_id: (result.reading, result.grids)
+                                                  for package_id, result in zip(ids, results) if result.reading is not None})
             store.replace_findings(conn, "intake", [store.finding_row(year, package_id, None, f)
                                                     for package_id, result in zip(ids, results) for f in result.findings],
                                    package_ids=ids)
@@ -189,6 +225,38 @@ def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry, log=Non
     with engine.begin() as conn:
         assigned = _assign(conn, registry)
     return {"found": len(discovered), "new": len(refs), "assigned": assigned}
+
+
+def _read_all(refs: list[PackageRef], year: int, log) -> Iterator[IntakeResult]:
+    """Each package read across the pool, in order. One whose whole reading hit a worker's limit is read
+    again for 基本信息 only, so it reaches its project (validation says which limit stops it, P008);
+    one that cannot even be identified is refused with P008 here."""
+    failed = []
+    for ref, outcome in map_isolated(read_package, refs):
+        if isinstance(outcome, WorkerFailure):
+            if log is not None:  # the unit hears P008; the operator's log keeps what really happened
+                log.warning(f"intake {year}: {ref.name} hit a worker limit ({outcome.limit}: {outcome.detail}); "
+                            "reading its 基本信息 only")
+            failed.append(ref)
+            continue
+        yield outcome
+    for ref, outcome in map_isolated(identify_package, failed):
+        yield _limit_refusal(ref, outcome) if isinstance(outcome, WorkerFailure) else outcome
+
+
+def _commits(results: Iterator[IntakeResult]) -> Iterator[list[IntakeResult]]:
+    """Whole packages in each transaction, a few hundred (or 64 MiB of what they keep) at a time: a crash
+    never leaves half a package (the next run reads the uncommitted ones again), thousands of packages do
+    not pay a commit each, and a year of big packages is not held in memory at once."""
+    batch, size = [], 0
+    for result in results:
+        batch.append(result)
+        size += sum(len(blob or b"") for blob in (result.workbook, result.expenses_csv, result.reading, result.grids))
+        if len(batch) >= _PACKAGES_PER_COMMIT or size >= _BYTES_PER_COMMIT:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _assign(conn, registry: YearRegistry) -> int:

@@ -7,14 +7,20 @@ reading them as amounts or dates is the schemas' job, so a bad cell becomes a fi
 
 from __future__ import annotations
 
+import pickle
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, field
+from importlib.metadata import version
 
 import numpy as np
 import pandas as pd
 
+from adapters import workbook as workbook_code, xlsx_census
 from adapters.workbook import Grid, TextTable, UnreadableWorkbook, Workbook, cell_text, csv_text_table
+from assets.incremental import code_hash, digest
+from schemas import layout as layout_code
 from schemas.layout import EXPENSES, LAYOUTS, SheetLayout
 
 _HEADER_SEARCH_ROWS = 10
@@ -185,6 +191,9 @@ class SheetsRead:
     unreadable: dict[str, str] = field(default_factory=dict)  # sheet that would not read -> its typed name
     # (Excel row, 1-based column) of each formula cell with no calculated value (S011).
     formulas_without_value: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    # Every sheet's grid, in order, when reading built them anyway (a small workbook): the feedback's copy
+    # of the unit's workbook is made from them, without opening it again (Workbook.all_grids).
+    grids: dict[str, Grid] | None = None
 
 
 def read_sheets(workbook: bytes, expenses_csv: bytes | None = None) -> SheetsRead:
@@ -211,4 +220,40 @@ def read_sheets(workbook: bytes, expenses_csv: bytes | None = None) -> SheetsRea
             read.sheets[EXPENSES.name] = parse_table(csv_text_table(expenses_csv), EXPENSES, EXPENSES_CSV_NAME)
         except ValueError:  # pandas' ParserError and UnicodeDecodeError are ValueErrors
             read.unreadable[EXPENSES.name] = EXPENSES_CSV_NAME
+    read.grids = book.all_grids()
     return read
+
+
+# What a stored reading depends on: the code that reads and parses sheets, and the libraries that read the
+# cells and make the frames (a pickle of pandas frames is read back by the pandas that wrote it).
+def _reader_key() -> str:
+    libraries = [version(name) for name in ("python-calamine", "fastexcel", "pyarrow", "pandas", "numpy")]
+    return digest(code_hash(workbook_code, xlsx_census, layout_code, sys.modules[__name__]), libraries)
+
+
+READER_KEY = _reader_key()
+
+
+def dump_reading(read: SheetsRead) -> bytes:
+    """A package's reading as bytes to keep (package_reading), so that later stages never open the unit's
+    file again: each sheet's parse (its layout by name), the unreadable sheets and the formulas without a
+    value. Pickled: the frames are text columns, and pickle is how they already travel back from a worker."""
+    sheets = {name: (sheet.typed_name, sheet.frame, sheet.headers, sheet.columns, sheet.header_row, sheet.rows,
+                     sheet.total) for name, sheet in read.sheets.items()}
+    return pickle.dumps((sheets, read.unreadable, read.formulas_without_value), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def dump_grids(read: SheetsRead) -> bytes | None:
+    """The reading's grids as bytes to keep (package_reading.grids), or None when it has none."""
+    return None if read.grids is None else pickle.dumps(read.grids, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_grids(data: bytes) -> dict[str, Grid]:
+    return pickle.loads(data)
+
+
+def load_reading(data: bytes) -> SheetsRead:
+    """The SheetsRead that dump_reading kept (made by this code: see READER_KEY)."""
+    sheets, unreadable, formulas = pickle.loads(data)
+    layouts = {layout.name: layout for layout in LAYOUTS}
+    return SheetsRead({name: ParsedSheet(layouts[name], *fields) for name, fields in sheets.items()}, unreadable, formulas)

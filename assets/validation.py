@@ -28,7 +28,7 @@ from adapters.workbook import UnreadableWorkbook
 from adapters.workers import WorkerFailure, map_isolated
 from assets.isolation import limit_finding
 from assets.progress import Progress
-from assets.sheets import ParsedSheet, SheetsRead, read_sheets
+from assets.sheets import READER_KEY, ParsedSheet, SheetsRead, dump_grids, dump_reading, load_reading, read_sheets
 from schemas.catalog import SEVERITY_ZH
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, LAYOUTS, REFUSED_CATEGORIES, SOURCES_BY_LEVEL, SheetLayout
@@ -271,7 +271,8 @@ class _Version:
     project: RegisteredProject
     newer: str  # the name of the version superseding it; "" for the one in use
     key: str
-    workbook: bytes | None = None
+    reading: bytes | None = None  # intake's reading of the workbook (assets.sheets.dump_reading)
+    workbook: bytes | None = None  # the unit's files, loaded only when there is no reading by this code
     expenses_csv: bytes | None = None
     files: list[dict] = field(default_factory=list)  # the package's member listing (path, size)
 
@@ -290,6 +291,8 @@ class _Outcome:
     found_sheets: list[dict]
     sheet_rows: list[dict]
     expense_lines: dict[str, list]  # by column, see expense_lines
+    # (sheets, grids) of the versions read afresh (no reading by this code), see store.put_readings
+    readings: dict[int, tuple[bytes, bytes | None]] = field(default_factory=dict)
 
 
 def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = frozenset(), log=None) -> int:
@@ -339,20 +342,24 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
 
 
 def _batches(engine: Engine, year: int, todo: list[_Version]) -> Iterator[_Batch]:
-    """The work in batches of a few hundred versions (or 16 MiB of workbooks), blobs loaded per
-    batch: a year is never held in memory at once."""
+    """The work in batches of a few hundred versions (or _BATCH_BYTES of what they read), loaded per
+    batch: a year is never held in memory at once. Each version comes with intake's reading of its
+    workbook; the unit's files themselves only where that reading was made by other code."""
     for start in range(0, len(todo), _BATCH_PACKAGES):
         part = todo[start:start + _BATCH_PACKAGES]
         ids = [version.package_id for version in part]
         with engine.connect() as conn:
-            blobs = store.package_blobs(conn, ids)
+            readings = store.package_readings(conn, ids, READER_KEY)
+            blobs = store.package_blobs(conn, [pid for pid in ids if pid not in readings])
             files = store.package_files(conn, ids)
         batch, size = [], 0
         for version in part:
-            version.workbook, version.expenses_csv = blobs[version.package_id]
+            version.reading = readings.get(version.package_id)
+            if version.reading is None:
+                version.workbook, version.expenses_csv = blobs[version.package_id]
             version.files = [dict(path=f.path, size=f.size) for f in files[version.package_id]]
             batch.append(version)
-            size += len(version.workbook or b"") + len(version.expenses_csv or b"")
+            size += sum(len(blob or b"") for blob in (version.reading, version.workbook, version.expenses_csv))
             if size >= _BATCH_BYTES:
                 yield _Batch(year, batch)
                 batch, size = [], 0
@@ -366,16 +373,21 @@ def validate_batch(batch: _Batch) -> _Outcome:
     extra: dict[int, list[Finding]] = defaultdict(list)
     formulas: dict[int, list[Finding]] = {}
     found_sheets, sheet_rows = [], []
+    readings: dict[int, tuple[bytes, bytes | None]] = {}
     for version in batch.versions:
         if version.newer:
             extra[version.package_id].append(make_finding("P007", newer=version.newer))
         if not version.readable:
             continue
-        try:
-            read = read_sheets(version.workbook, version.expenses_csv)
-        except UnreadableWorkbook:
-            extra[version.package_id].append(make_finding("P001", detail="工作簿无法打开"))
-            continue
+        if version.reading is not None:
+            read = load_reading(version.reading)
+        else:  # read before the reading code changed (or refused its whole reading): read it afresh, and keep that
+            try:
+                read = read_sheets(version.workbook, version.expenses_csv)
+            except UnreadableWorkbook:
+                extra[version.package_id].append(make_finding("P001", detail="工作簿无法打开"))
+                continue
+            readings[version.package_id] = (dump_reading(read), dump_grids(read))
         extra[version.package_id] += [
             make_finding("P001", sheet=typed, detail=f"工作表“{typed}”已损坏、无法读取，请用 Excel/WPS 打开后另存")
             for typed in read.unreadable.values()]
@@ -394,7 +406,7 @@ def validate_batch(batch: _Batch) -> _Outcome:
         for f in [*_one_per_cell([*schema.get(version.package_id, []), *formulas.get(version.package_id, [])]),
                   *extra.get(version.package_id, [])]
     ]
-    return _Outcome(findings, found_sheets, sheet_rows, expense_lines(prepared.get(EXPENSES.name)))
+    return _Outcome(findings, found_sheets, sheet_rows, expense_lines(prepared.get(EXPENSES.name)), readings)
 
 
 def formula_findings(read: SheetsRead) -> list[Finding]:
@@ -428,6 +440,7 @@ def _store(engine: Engine, batch: _Batch, outcome: _Outcome | WorkerFailure) -> 
         lines = outcome.expense_lines
         store.replace_parsed_rows(conn, ids, outcome.found_sheets, outcome.sheet_rows,
                                   zip(*(lines[column] for column in store.EXPENSE_COLUMNS)) if lines else ())
+        store.put_readings(conn, READER_KEY, outcome.readings)
         store.set_validated(conn, {version.package_id: version.key for version in batch.versions})
 
 

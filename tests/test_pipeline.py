@@ -2,9 +2,15 @@
 with no finding, messy-but-valid ones too, the inbox is never touched, a second run changes nothing."""
 
 
-from sqlalchemy import create_engine, func, select
+import hashlib
+from collections import Counter
 
-from adapters.warehouse.models import ExpenseLine, FindingRow, Package, SheetRow
+import openpyxl
+from sqlalchemy import create_engine, func, select, update
+
+from adapters.warehouse.models import ExpenseLine, FindingRow, Package, PackageReading, SheetRow
+from adapters.workbook import Workbook
+from assets.sheets import READER_KEY
 from tests.conftest import put, tree_digest
 
 ALL_CODES = ["2023-GT-01", "2023-GT-02", "2023-ST-01", "2023-ST-02", "2023-ST-03", "2023-ST-04",
@@ -147,3 +153,39 @@ def test_intake_stores_each_packages_files_and_findings_under_its_own_id(clean, 
         assert {f for f in files[name] if f.startswith("extra-")} == {m.rsplit("/", 1)[-1] for m in listed if "extra-" in m}
     assert {(name, rule) for name, rule in found if rule in ("M005", "P001")} == {
         (next(n for n, listed in members.items() if "附件/fake.pdf" in listed), "M005"), ("broken.zip", "P001")}
+
+
+def test_each_workbook_is_opened_once_per_run(clean, inbox, database_url, run_etl, monkeypatch):
+    """Intake reads every sheet of a workbook once and keeps the reading: validation and the feedback's
+    copy work from it. After the reading code changes, validation reads the workbook afresh, once, and
+    keeps the new reading."""
+    put(inbox, clean("2023-ST-01"))
+    bad = clean("2023-ST-02")
+    bad.sheets["经费支出"][2][4] = "十元"
+    put(inbox, bad)
+    opened: Counter = Counter()
+    init = Workbook.__init__
+
+    def counted(self, data: bytes) -> None:
+        opened[hashlib.sha256(data).hexdigest()] += 1
+        init(self, data)
+
+    monkeypatch.setattr(Workbook, "__init__", counted)
+    monkeypatch.setenv("ETL_WORKERS", "1")  # in this process, where the count is kept
+    run = run_etl(inbox, database_url)
+    assert list(run.findings(package=bad.name).rule_id) == ["S002"]
+    copy = openpyxl.load_workbook(run.dir / "feedback" / "2023-ST-02.xlsx", read_only=True)
+    marked = [name for name in copy.sheetnames if "经费支出" in name]
+    assert marked and list(copy[marked[0]].iter_rows(min_row=3, max_row=3, values_only=True))[0][4] == "十元"
+    assert sorted(opened.values()) == [1, 1]
+
+    engine = create_engine(database_url)
+    with engine.begin() as conn:  # as if the reading code had changed since intake
+        conn.execute(update(PackageReading).values(reader_key="older reading code"))
+        conn.execute(update(Package).values(validated_key=None))
+    opened.clear()
+    run_etl(inbox, database_url)
+    assert sorted(opened.values()) == [1, 1]
+    with engine.connect() as conn:
+        assert set(conn.execute(select(PackageReading.reader_key)).scalars()) == {READER_KEY}
+    engine.dispose()

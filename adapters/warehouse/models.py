@@ -111,6 +111,19 @@ class PackageFile(Base):
     content_type: Mapped[str] = mapped_column(String(16), default="")
 
 
+class PackageReading(Base):
+    """A package version's workbook as read once, at intake, in a package worker (assets.sheets.dump_reading,
+    dump_grids): validation and the feedback's copy work from it and never open the unit's file again, unless
+    the reading code has changed since (`reader_key`); validation then reads the file afresh and keeps the
+    new reading here."""
+
+    __tablename__ = "package_reading"
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), primary_key=True)
+    reader_key: Mapped[str] = mapped_column(String(64))
+    sheets: Mapped[bytes] = mapped_column(LargeBinary)
+    grids: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # for the feedback's copy (small workbooks)
+
+
 class PackageSheet(Base):
     """A template sheet as found in a package: its name and headers as typed, and where they are,
     so findings quote the unit's own words and the feedback copy can mark the unit's own cells."""

@@ -25,6 +25,7 @@ from adapters.warehouse.models import (
     NationalFiling,
     Package,
     PackageFile,
+    PackageReading,
     PackageSheet,
     ProgramYear,
     Project,
@@ -116,6 +117,30 @@ def package_blobs(conn: Connection, package_ids: Sequence[int]) -> dict[int, tup
     """package id -> (workbook, 经费支出.csv) as the unit handed them in."""
     rows = conn.execute(select(Package.id, Package.workbook, Package.expenses_csv).where(Package.id.in_(list(package_ids))))
     return {pid: (workbook, csv) for pid, workbook, csv in rows}
+
+
+def package_readings(conn: Connection, package_ids: Sequence[int], reader_key: str) -> dict[int, bytes]:
+    """package id -> its reading (assets.sheets.dump_reading), for the versions read by this reader code."""
+    r = PackageReading
+    rows = conn.execute(select(r.package_id, r.sheets).where(r.package_id.in_(list(package_ids)), r.reader_key == reader_key))
+    return dict(rows.all())
+
+
+def package_grids(conn: Connection, package_ids: Sequence[int], reader_key: str) -> dict[int, bytes]:
+    """package id -> the grids of its workbook's sheets (assets.sheets.dump_grids), where intake kept them."""
+    r = PackageReading
+    rows = conn.execute(select(r.package_id, r.grids).where(r.package_id.in_(list(package_ids)),
+                                                            r.reader_key == reader_key, r.grids.is_not(None)))
+    return dict(rows.all())
+
+
+def put_readings(conn: Connection, reader_key: str, readings: dict[int, tuple[bytes, bytes | None]]) -> None:
+    """Keep (or replace) the packages' readings made by this reader code: package id -> (sheets, grids)."""
+    if not readings:
+        return
+    conn.execute(delete(PackageReading).where(PackageReading.package_id.in_(list(readings))))
+    conn.execute(insert(PackageReading), [dict(package_id=pid, reader_key=reader_key, sheets=sheets, grids=grids)
+                                          for pid, (sheets, grids) in readings.items()])
 
 
 def set_validated(conn: Connection, keys: dict[int, str]) -> None:
