@@ -33,8 +33,7 @@ from adapters.workers import WorkerFailure, map_isolated
 from assets.isolation import limit_finding
 from assets.progress import Progress
 from assets.partitions import single_run, year_partitions, years_of_run
-from assets.sheets import (EXPENSES_CSV_NAME, READER_KEY, ParsedSheet, dump_grids, dump_reading, parse_key_value,
-                           read_sheets)
+from assets.sheets import EXPENSES_CSV_NAME, READER_KEY, ParsedSheet, Reading, kept, parse_key_value, read_sheets
 from schemas.findings import Finding, make_finding
 from schemas.layout import BASIC_INFO, EXPENSES, REQUIRED_SHEETS
 
@@ -59,10 +58,9 @@ class IntakeResult:
     declared_code_row: int | None = None
     declared_code_header: str = "项目编号"
     declared_unit: str = ""
-    # The workbook as read here, once, for the stages after: every template sheet (assets.sheets.dump_reading)
-    # for validation, every sheet's grid (dump_grids) for the feedback's copy.
-    reading: bytes | None = None
-    grids: bytes | None = None
+    # The workbook as read here, once, for the stages after: every template sheet for validation, every
+    # sheet's grid for the feedback's copy.
+    reading: Reading | None = None
 
     def refuse(self, finding: Finding) -> None:
         self.status = "refused"
@@ -161,7 +159,7 @@ def _read_whole_workbook(result: IntakeResult) -> None:
     if BASIC_INFO.name in read.sheets:
         _declared(result, read.sheets[BASIC_INFO.name])
     if result.status == "readable":
-        result.reading, result.grids = dump_reading(read), dump_grids(read)
+        result.reading = kept(read)
 
 
 def _read_workbook(result: IntakeResult, *, check_sheets: bool) -> None:
@@ -215,8 +213,8 @@ def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry, log=Non
     for results in _commits(_read_all(refs, year, log)):
         with engine.begin() as conn:
             ids = store.insert_packages(conn, [(_package_row(year, result), result.files) for result in results])
-            store.put_readings(conn, READER_KEY, {package_id: (result.reading, result.grids)
-                                                  for package_id, result in zip(ids, results) if result.reading is not None})
+            store.put_readings(conn, READER_KEY, {package_id: result.reading for package_id, result in zip(ids, results)
+                                                  if result.reading is not None})
             store.replace_findings(conn, "intake", [store.finding_row(year, package_id, None, f)
                                                     for package_id, result in zip(ids, results) for f in result.findings],
                                    package_ids=ids)
@@ -251,7 +249,7 @@ def _commits(results: Iterator[IntakeResult]) -> Iterator[list[IntakeResult]]:
     batch, size = [], 0
     for result in results:
         batch.append(result)
-        size += sum(len(blob or b"") for blob in (result.workbook, result.expenses_csv, result.reading, result.grids))
+        size += sum(len(blob or b"") for blob in (result.workbook, result.expenses_csv, *(result.reading or ())[:2]))
         if len(batch) >= _PACKAGES_PER_COMMIT or size >= _BYTES_PER_COMMIT:
             yield batch
             batch, size = [], 0

@@ -13,6 +13,7 @@ import sys
 import unicodedata
 import zlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from importlib.metadata import version
 
 import numpy as np
@@ -233,6 +234,19 @@ def _reader_key() -> str:
 
 
 READER_KEY = _reader_key()
+
+
+class Reading(NamedTuple):
+    """What is kept of a package's reading (package_reading): its sheets (dump_reading), its grids
+    (dump_grids) and how many rows its sheets hold, which is what validating it costs in memory."""
+
+    sheets: bytes
+    grids: bytes | None
+    rows: int
+
+
+def kept(read: SheetsRead) -> Reading:
+    return Reading(dump_reading(read), dump_grids(read), sum(len(sheet.frame) for sheet in read.sheets.values()))
 
 
 def dump_reading(read: SheetsRead) -> bytes:

@@ -28,7 +28,7 @@ from adapters.workbook import UnreadableWorkbook
 from adapters.workers import WorkerFailure, map_isolated
 from assets.isolation import limit_finding
 from assets.progress import Progress
-from assets.sheets import READER_KEY, ParsedSheet, SheetsRead, dump_grids, dump_reading, load_reading, read_sheets
+from assets.sheets import READER_KEY, ParsedSheet, Reading, SheetsRead, kept, load_reading, read_sheets
 from schemas.catalog import SEVERITY_ZH
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, LAYOUTS, REFUSED_CATEGORIES, SOURCES_BY_LEVEL, SheetLayout
@@ -254,9 +254,12 @@ def _rules_code() -> str:
 _RULES_CODE = _rules_code()
 # Versions validated together: pandera's cost is mostly per call, memory grows with the batch.
 _BATCH_PACKAGES = 250
-# Each worker holds one batch's frames (~25x its bytes for a CSV): at 8 MiB the run's process tree peaks
-# at 1.8 GiB over a million lines (16 MiB: 2.0-2.1 GiB, as fast), and the pool still has several
-# batches to overlap with the parent's writes.
+# Each worker holds one batch's frames. Of versions with a reading, what they hold is counted in rows: at
+# 120,000 the run's process tree peaks at ~1.4 GiB over a million lines, and a year of small packages
+# still validates 250 at a time. Of versions read afresh, in bytes of their files (~25x that for a CSV):
+# at 8 MiB ~1.8 GiB (16 MiB: 2.0-2.1 GiB, as fast). Either way the pool has several batches to overlap
+# with the parent's writes.
+_BATCH_ROWS = 120_000
 _BATCH_BYTES = 8 << 20
 
 
@@ -291,8 +294,7 @@ class _Outcome:
     found_sheets: list[dict]
     sheet_rows: list[dict]
     expense_lines: dict[str, list]  # by column, see expense_lines
-    # (sheets, grids) of the versions read afresh (no reading by this code), see store.put_readings
-    readings: dict[int, tuple[bytes, bytes | None]] = field(default_factory=dict)
+    readings: dict[int, Reading] = field(default_factory=dict)  # of the versions read afresh (no reading by this code)
 
 
 def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = frozenset(), log=None) -> int:
@@ -342,8 +344,8 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
 
 
 def _batches(engine: Engine, year: int, todo: list[_Version]) -> Iterator[_Batch]:
-    """The work in batches of a few hundred versions (or _BATCH_BYTES of what they read), loaded per
-    batch: a year is never held in memory at once. Each version comes with intake's reading of its
+    """The work in batches of a few hundred versions (or _BATCH_ROWS of rows read, _BATCH_BYTES of files
+    to read), loaded per batch: a year is never held in memory at once. Each version comes with intake's reading of its
     workbook; the unit's files themselves only where that reading was made by other code."""
     for start in range(0, len(todo), _BATCH_PACKAGES):
         part = todo[start:start + _BATCH_PACKAGES]
@@ -352,17 +354,19 @@ def _batches(engine: Engine, year: int, todo: list[_Version]) -> Iterator[_Batch
             readings = store.package_readings(conn, ids, READER_KEY)
             blobs = store.package_blobs(conn, [pid for pid in ids if pid not in readings])
             files = store.package_files(conn, ids)
-        batch, size = [], 0
+        batch, rows, size = [], 0, 0
         for version in part:
-            version.reading = readings.get(version.package_id)
-            if version.reading is None:
+            if version.package_id in readings:
+                version.reading, read_rows = readings[version.package_id]
+                rows += read_rows
+            else:
                 version.workbook, version.expenses_csv = blobs[version.package_id]
+                size += len(version.workbook or b"") + len(version.expenses_csv or b"")
             version.files = [dict(path=f.path, size=f.size) for f in files[version.package_id]]
             batch.append(version)
-            size += sum(len(blob or b"") for blob in (version.reading, version.workbook, version.expenses_csv))
-            if size >= _BATCH_BYTES:
+            if rows >= _BATCH_ROWS or size >= _BATCH_BYTES:
                 yield _Batch(year, batch)
-                batch, size = [], 0
+                batch, rows, size = [], 0, 0
         if batch:
             yield _Batch(year, batch)
 
@@ -373,7 +377,7 @@ def validate_batch(batch: _Batch) -> _Outcome:
     extra: dict[int, list[Finding]] = defaultdict(list)
     formulas: dict[int, list[Finding]] = {}
     found_sheets, sheet_rows = [], []
-    readings: dict[int, tuple[bytes, bytes | None]] = {}
+    readings: dict[int, Reading] = {}
     for version in batch.versions:
         if version.newer:
             extra[version.package_id].append(make_finding("P007", newer=version.newer))
@@ -387,7 +391,7 @@ def validate_batch(batch: _Batch) -> _Outcome:
             except UnreadableWorkbook:
                 extra[version.package_id].append(make_finding("P001", detail="工作簿无法打开"))
                 continue
-            readings[version.package_id] = (dump_reading(read), dump_grids(read))
+            readings[version.package_id] = kept(read)
         extra[version.package_id] += [
             make_finding("P001", sheet=typed, detail=f"工作表“{typed}”已损坏、无法读取，请用 Excel/WPS 打开后另存")
             for typed in read.unreadable.values()]

@@ -122,6 +122,7 @@ class PackageReading(Base):
     reader_key: Mapped[str] = mapped_column(String(64))
     sheets: Mapped[bytes] = mapped_column(LargeBinary)
     grids: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # for the feedback's copy (small workbooks)
+    rows: Mapped[int] = mapped_column(Integer)  # the rows its sheets hold: what validating it holds in memory
 
 
 class PackageSheet(Base):

@@ -119,11 +119,13 @@ def package_blobs(conn: Connection, package_ids: Sequence[int]) -> dict[int, tup
     return {pid: (workbook, csv) for pid, workbook, csv in rows}
 
 
-def package_readings(conn: Connection, package_ids: Sequence[int], reader_key: str) -> dict[int, bytes]:
-    """package id -> its reading (assets.sheets.dump_reading), for the versions read by this reader code."""
+def package_readings(conn: Connection, package_ids: Sequence[int], reader_key: str) -> dict[int, tuple[bytes, int]]:
+    """package id -> (its reading's sheets, their rows) (assets.sheets.Reading), for the versions read by
+    this reader code."""
     r = PackageReading
-    rows = conn.execute(select(r.package_id, r.sheets).where(r.package_id.in_(list(package_ids)), r.reader_key == reader_key))
-    return dict(rows.all())
+    found = conn.execute(select(r.package_id, r.sheets, r.rows)
+                         .where(r.package_id.in_(list(package_ids)), r.reader_key == reader_key))
+    return {package_id: (sheets, rows) for package_id, sheets, rows in found}
 
 
 def package_grids(conn: Connection, package_ids: Sequence[int], reader_key: str) -> dict[int, bytes]:
@@ -134,13 +136,14 @@ def package_grids(conn: Connection, package_ids: Sequence[int], reader_key: str)
     return dict(rows.all())
 
 
-def put_readings(conn: Connection, reader_key: str, readings: dict[int, tuple[bytes, bytes | None]]) -> None:
-    """Keep (or replace) the packages' readings made by this reader code: package id -> (sheets, grids)."""
+def put_readings(conn: Connection, reader_key: str, readings: dict[int, tuple[bytes, bytes | None, int]]) -> None:
+    """Keep (or replace) the packages' readings made by this reader code: package id -> (sheets, grids,
+    rows), as assets.sheets.Reading holds them."""
     if not readings:
         return
     conn.execute(delete(PackageReading).where(PackageReading.package_id.in_(list(readings))))
-    conn.execute(insert(PackageReading), [dict(package_id=pid, reader_key=reader_key, sheets=sheets, grids=grids)
-                                          for pid, (sheets, grids) in readings.items()])
+    conn.execute(insert(PackageReading), [dict(package_id=pid, reader_key=reader_key, sheets=sheets, grids=grids, rows=rows)
+                                          for pid, (sheets, grids, rows) in readings.items()])
 
 
 def set_validated(conn: Connection, keys: dict[int, str]) -> None:

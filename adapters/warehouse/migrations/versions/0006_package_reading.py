@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column('reader_key', sa.String(length=64), nullable=False),
         sa.Column('sheets', sa.LargeBinary(), nullable=False),
         sa.Column('grids', sa.LargeBinary(), nullable=True),
+        sa.Column('rows', sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(['package_id'], ['package.id']),
         sa.PrimaryKeyConstraint('package_id'),
     )
