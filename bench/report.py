@@ -25,7 +25,8 @@ def machine() -> dict[str, str]:
     mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[1])
     from importlib.metadata import version
 
-    packages = ["dagster", "pandas", "numpy", "pandera", "sqlalchemy", "python-calamine", "openpyxl", "xlsxwriter", "polars"]
+    packages = ["dagster", "pandas", "numpy", "pandera", "sqlalchemy", "python-calamine", "fastexcel", "pyarrow", "openpyxl",
+                "xlsxwriter", "polars"]
     return {
         "cpus": str(os.cpu_count()), "cpu": cpu, "ram": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}",
@@ -166,6 +167,8 @@ def table_rows(children: dict[str, Child], figures: dict, bound: dict, *, e2e_ma
         row(f"xlsx: {x['lines']:,}-line sheet, pipeline read", fmt_s(x["pipeline_s"]), f"openpyxl {fmt_s(x['openpyxl_s'])}",
             fig("xlsx_speedup", f"{x['speedup']:.1f}"))
         row("  python-calamine's grid alone", fmt_s(x["grid_s"]), f"×{x['grid_speedup']:.1f} openpyxl")
+        row("  fastexcel's columns alone (the reader under the pipeline's)", fmt_s(x["fastexcel_s"]),
+            f"×{x['fastexcel_speedup']:.1f} openpyxl")
     else:
         row("xlsx", took(xlsx), "", fig("xlsx_speedup", ""))
     row(f"many: {mm['packages']:,} xlsx packages × {many_lines} lines, one run", took(many_run),
