@@ -9,6 +9,7 @@ like "=HYPERLINK(...)", and xlsxwriter's `write()` would make them live formulas
 from __future__ import annotations
 
 import filecmp
+import functools
 import os
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +56,9 @@ def money(value: object) -> Decimal | None:
     return Decimal(typed) if typed else None
 
 
+# Cached: a feedback copy sizes its columns on every cell, and a unit's texts (categories, sources,
+# payees) repeat from row to row and from unit to unit.
+@functools.lru_cache(maxsize=1 << 16)
 def display_width(value: str) -> int:
     """Columns a text takes on screen: CJK characters are twice as wide as Latin ones."""
     if value.isascii():  # most cells (codes, amounts, dates): no per-character lookup
