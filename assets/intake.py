@@ -305,7 +305,8 @@ def package_intake(
 ) -> dg.MaterializeResult:
     """收件：扫描收件箱 <收件箱>/<年度>/ 中的材料包（zip 或文件夹），只读、不解压到磁盘；
     对每个新版本做安全检查（损坏、加密、路径穿越、压缩炸弹），登记文件清单并保存工作簿，
-    按工作簿中的“项目编号”归入立项项目。同一内容的材料包不会重复处理。"""
+    在受内存和时间限制的工作进程中把工作簿的各工作表读取一次并保存读取结果（校验和问题清单都使用这份结果，
+    不再重复打开单位的文件），按工作簿中的“项目编号”归入立项项目。同一内容的材料包不会重复处理。"""
     metadata: dict[str, dg.MetadataValue] = {}
     for year in years_of_run(context):
         counts = ingest_year(warehouse.engine(), Path(inbox.path), registry.year(year), context.log)

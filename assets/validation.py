@@ -255,7 +255,7 @@ _RULES_CODE = _rules_code()
 # Versions validated together: pandera's cost is mostly per call, memory grows with the batch.
 _BATCH_PACKAGES = 250
 # Each worker holds one batch's frames. Of versions with a reading, what they hold is counted in rows: at
-# 120,000 the run's process tree peaks at ~1.4 GiB over a million lines, and a year of small packages
+# 120,000 the run's process tree peaks at ~1.2 GiB over a million lines, and a year of small packages
 # still validates 250 at a time. Of versions read afresh, in bytes of their files (~25x that for a CSV):
 # at 8 MiB ~1.8 GiB (16 MiB: 2.0-2.1 GiB, as fast). Either way the pool has several batches to overlap
 # with the parent's writes.
@@ -345,8 +345,8 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
 
 def _batches(engine: Engine, year: int, todo: list[_Version]) -> Iterator[_Batch]:
     """The work in batches of a few hundred versions (or _BATCH_ROWS of rows read, _BATCH_BYTES of files
-    to read), loaded per batch: a year is never held in memory at once. Each version comes with intake's reading of its
-    workbook; the unit's files themselves only where that reading was made by other code."""
+    to read), loaded per batch: a year is never held in memory at once. Each version comes with intake's
+    reading of its workbook; the unit's files themselves only where that reading was made by other code."""
     for start in range(0, len(todo), _BATCH_PACKAGES):
         part = todo[start:start + _BATCH_PACKAGES]
         ids = [version.package_id for version in part]
