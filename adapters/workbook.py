@@ -99,11 +99,12 @@ class TextTable:
         return [column.texts[column.codes[i]] for column in self.columns]
 
 
-# Whether a column's texts nearly all differ is judged on its first cells.
-_SAMPLE = 1000
+# Whether a column's values nearly all differ is judged on its first cells (SAMPLE of them). Work done
+# once per distinct value pays only where they repeat; hashing a column of vouchers costs more than it saves.
+SAMPLE = 1000
 
 
-def _nearly_all_differ(distinct: int, cells: int) -> bool:
+def nearly_all_differ(distinct: int, cells: int) -> bool:
     return 2 * distinct > cells
 
 
@@ -111,8 +112,8 @@ def _text_column(values: Sequence[object]) -> TextColumn:
     """cell_text of each value (of a grid's or a CSV's column). A long column that repeats its values (dates,
     categories, amounts) formats each distinct one once, unless it holds booleans among numbers: True and
     1.0 are one value to a hash table."""
-    sample = values[:_SAMPLE]
-    if len(values) >= _SAMPLE and not _nearly_all_differ(len(set(sample)), len(sample)):
+    sample = values[:SAMPLE]
+    if len(values) >= SAMPLE and not nearly_all_differ(len(set(sample)), len(sample)):
         kinds = set(map(type, values))
         if not (bool in kinds and kinds & {int, float}):
             codes, distinct = pd.factorize(np.array(values, dtype=object))
@@ -265,8 +266,8 @@ def _typed_column(header: str, cells: pa.Array, *, read_as_text: bool) -> TextCo
 
 def _string_texts(cells: pa.Array, *, read_as_text: bool) -> tuple[np.ndarray, np.ndarray] | None:
     cells = pc.utf8_trim_whitespace(cells).fill_null("")  # exactly what str.strip() removes (see tests)
-    sample = cells.slice(0, _SAMPLE)
-    if _nearly_all_differ(len(sample.dictionary_encode().dictionary), len(sample)):
+    sample = cells.slice(0, SAMPLE)
+    if nearly_all_differ(len(sample.dictionary_encode().dictionary), len(sample)):
         distinct, codes = cells, np.arange(len(cells))  # voucher or line numbers: nothing to share
     else:
         encoded = cells.dictionary_encode()
@@ -313,17 +314,15 @@ def csv_text_table(data: bytes) -> TextTable:
         table = pa_csv.read_csv(io.BytesIO(data.removeprefix(codecs.BOM_UTF8)), read_options=_CSV_READ,
                                 parse_options=_CSV_PARSE, convert_options=_CSV_CONVERT)
     except pa.ArrowInvalid:
+        table = None
+    if table is None or not all(pa.types.is_string(kind) for kind in table.schema.types):  # or wider than 64
         return pandas_csv_text_table(decode_csv(data))
-    if not all(pa.types.is_string(kind) for kind in table.schema.types):  # wider than _CSV_TEXT_COLUMNS
-        return pandas_csv_text_table(decode_csv(data))
-    columns = []
-    for cells in table.columns:
-        texts, codes = _string_texts(cells.combine_chunks(), read_as_text=False)
-        columns.append(TextColumn(texts, codes))
-    return TextTable(columns, table.num_rows)
+    return TextTable([TextColumn(*_string_texts(cells.combine_chunks(), read_as_text=False)) for cells in table.columns],
+                     table.num_rows)
 
 
 def pandas_csv_text_table(text: str) -> TextTable:
+    """The reference reading of 经费支出.csv (csv_text_table's, for the files Arrow refuses)."""
     frame = pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False, skip_blank_lines=False)
     return TextTable([_text_column(frame[j].tolist()) for j in frame.columns], len(frame))
 
@@ -333,5 +332,4 @@ def pandas_csv_text_table(text: str) -> TextTable:
 _CSV_READ = pa_csv.ReadOptions(autogenerate_column_names=True, use_threads=False)
 _CSV_PARSE = pa_csv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
 # Every column as text, by the names arrow generates (f0, f1, …); a wider file goes to pandas.
-_CSV_TEXT_COLUMNS = 64
-_CSV_CONVERT = pa_csv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(_CSV_TEXT_COLUMNS)})
+_CSV_CONVERT = pa_csv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(64)})

@@ -109,9 +109,9 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
     """Write the unit's feedback workbook atomically and return its path.
 
     findings: the project's rows of issues.csv, every package of it; unit_grids: the sheets of the package
-    in use as intake read them (assets.sheets.dump_grids), else workbook: its .xlsx bytes, or None; sheets: template sheet -> {typed_name, header_row, headers} of that package;
-    changes: what changed since the unit's previous version (a 版本变更 sheet); versions: the rule-set
-    and registry versions, shown on the cover.
+    in use as intake read them (assets.sheets.dump_grids), else workbook: its .xlsx bytes, or None; sheets:
+    template sheet -> {typed_name, header_row, headers} of that package; changes: what changed since the
+    unit's previous version (a 版本变更 sheet); versions: the rule-set and registry versions, on the cover.
     """
     rows = _ordered(findings, package)
     grids = load_grids(unit_grids) if unit_grids is not None else _unit_sheets(workbook)

@@ -28,14 +28,14 @@ from adapters.inbox import (
 from adapters.registry import YearRegistry
 from adapters.resources import InboxResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
-from adapters.workbook import UnreadableWorkbook, Workbook
+from adapters.workbook import UnreadableWorkbook
 from adapters.workers import WorkerFailure, map_isolated
 from assets.isolation import limit_finding
 from assets.progress import Progress
 from assets.partitions import single_run, year_partitions, years_of_run
-from assets.sheets import EXPENSES_CSV_NAME, READER_KEY, ParsedSheet, Reading, kept, parse_key_value, read_sheets
+from assets.sheets import EXPENSES_CSV_NAME, READER_KEY, ParsedSheet, Reading, read_sheets, reading_of
 from schemas.findings import Finding, make_finding
-from schemas.layout import BASIC_INFO, EXPENSES, REQUIRED_SHEETS
+from schemas.layout import BASIC_INFO, REQUIRED_SHEETS
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 _PACKAGES_PER_COMMIT = 200
@@ -91,10 +91,8 @@ def _read_package(ref: PackageRef, *, whole: bool) -> IntakeResult:
     except PackageError as problem:
         result.refuse(make_finding("P001", detail=problem.detail_zh))
         return result
-    if result.workbook is not None and whole:
-        _read_whole_workbook(result)
-    elif result.workbook is not None:
-        _read_workbook(result, check_sheets=True)
+    if result.workbook is not None:
+        _read_workbook(result, whole=whole)
     return result
 
 
@@ -138,19 +136,19 @@ def _identify_refused(ref: PackageRef, result: IntakeResult) -> None:
     except PackageError:
         return
     if result.workbook is not None:
-        _read_workbook(result, check_sheets=False)
+        _read_workbook(result, whole=False, check_sheets=False)
 
 
-def _read_whole_workbook(result: IntakeResult) -> None:
-    """Read every template sheet (or 经费支出.csv): check the required ones are there (P003) and 基本信息
-    reads (P001), read the project it names, and keep the reading for validation."""
+def _read_workbook(result: IntakeResult, *, whole: bool, check_sheets: bool = True) -> None:
+    """Check the workbook opens and has the required sheets (P001, P003) and read the project it names.
+    ``whole``: every sheet is read, once, and the reading kept for the stages after (see read_sheets)."""
     try:
-        read = read_sheets(result.workbook, result.expenses_csv)
+        read = read_sheets(result.workbook, result.expenses_csv, whole=whole)
     except UnreadableWorkbook:
         result.refuse(make_finding("P001", detail=f"工作簿“{result.workbook_member}”无法打开"))
         return
-    for sheet in REQUIRED_SHEETS:
-        if sheet not in read.sheets and sheet not in read.unreadable:
+    for sheet in REQUIRED_SHEETS if check_sheets else ():
+        if sheet not in read.found:
             result.refuse(make_finding("P003", sheet=sheet))
     if BASIC_INFO.name in read.unreadable:
         typed = read.unreadable[BASIC_INFO.name]
@@ -158,29 +156,8 @@ def _read_whole_workbook(result: IntakeResult) -> None:
         return
     if BASIC_INFO.name in read.sheets:
         _declared(result, read.sheets[BASIC_INFO.name])
-    if result.status == "readable":
-        result.reading = kept(read)
-
-
-def _read_workbook(result: IntakeResult, *, check_sheets: bool) -> None:
-    """Check the workbook opens and has the required sheets (P001, P003); read the project it names."""
-    try:
-        book = Workbook(result.workbook)
-    except UnreadableWorkbook:
-        result.refuse(make_finding("P001", detail=f"工作簿“{result.workbook_member}”无法打开"))
-        return
-    for sheet in REQUIRED_SHEETS if check_sheets else ():
-        if book.find_sheet(sheet) is None and not (sheet == EXPENSES.name and result.expenses_csv is not None):
-            result.refuse(make_finding("P003", sheet=sheet))
-    basic_sheet = book.find_sheet(BASIC_INFO.name)
-    if basic_sheet is None:
-        return
-    try:
-        basic = parse_key_value(book.grid(basic_sheet), BASIC_INFO, basic_sheet)
-    except UnreadableWorkbook:
-        result.refuse(make_finding("P001", detail=f"工作簿“{result.workbook_member}”的工作表“{basic_sheet}”无法读取"))
-        return
-    _declared(result, basic)
+    if whole and result.status == "readable":
+        result.reading = reading_of(read)
 
 
 def _declared(result: IntakeResult, basic: ParsedSheet) -> None:
@@ -249,7 +226,7 @@ def _commits(results: Iterator[IntakeResult]) -> Iterator[list[IntakeResult]]:
     batch, size = [], 0
     for result in results:
         batch.append(result)
-        size += sum(len(blob or b"") for blob in (result.workbook, result.expenses_csv, *(result.reading or ())[:2]))
+        size += len(result.workbook or b"") + len(result.expenses_csv or b"") + (result.reading.size if result.reading else 0)
         if len(batch) >= _PACKAGES_PER_COMMIT or size >= _BYTES_PER_COMMIT:
             yield batch
             batch, size = [], 0

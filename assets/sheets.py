@@ -23,7 +23,7 @@ from adapters import workbook as workbook_code, xlsx_census
 from adapters.workbook import Grid, TextTable, UnreadableWorkbook, Workbook, cell_text, csv_text_table
 from assets.incremental import code_hash, digest
 from schemas import layout as layout_code
-from schemas.layout import EXPENSES, LAYOUTS, SheetLayout
+from schemas.layout import BASIC_INFO, EXPENSES, LAYOUTS, SheetLayout
 
 _HEADER_SEARCH_ROWS = 10
 # Large units may hand in 经费支出 as this CSV beside the workbook; findings name it as the sheet.
@@ -189,6 +189,8 @@ def _read_table(book: Workbook, layout: SheetLayout, typed_name: str) -> ParsedS
 class SheetsRead:
     """What reading a package's workbook (and 经费支出.csv) gave, by template sheet name."""
 
+    # The template sheets the package has, read or not: the workbook's, and 经费支出 when its CSV came (P003).
+    found: set[str] = field(default_factory=set)
     sheets: dict[str, ParsedSheet] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)  # sheet that would not read -> its typed name
     # (Excel row, 1-based column) of each formula cell with no calculated value (S011).
@@ -198,13 +200,18 @@ class SheetsRead:
     grids: dict[str, Grid] | None = None
 
 
-def read_sheets(workbook: bytes, expenses_csv: bytes | None = None) -> SheetsRead:
-    """Every template sheet the workbook has, parsed; 经费支出.csv stands in for a missing sheet. A sheet a
-    reader cannot read is named in ``unreadable`` (P001), whichever library raised: the others still count.
+def read_sheets(workbook: bytes, expenses_csv: bytes | None = None, *, whole: bool = True) -> SheetsRead:
+    """Every template sheet the workbook has, parsed, and every sheet's grid where reading builds them;
+    经费支出.csv stands in for a missing sheet. A sheet a reader cannot read is named in ``unreadable`` (P001),
+    whichever library raised: the others still count. ``whole=False`` reads 基本信息 only (the project a
+    package names), for a package whose whole reading a worker could not finish.
     Raises UnreadableWorkbook when the workbook itself will not open."""
     book = Workbook(workbook)
     read = SheetsRead()
-    for layout in LAYOUTS:
+    read.found = {layout.name for layout in LAYOUTS if book.find_sheet(layout.name) is not None}
+    if expenses_csv is not None:
+        read.found.add(EXPENSES.name)
+    for layout in LAYOUTS if whole else (BASIC_INFO,):
         typed_name = book.find_sheet(layout.name)
         if typed_name is None:
             continue
@@ -217,6 +224,8 @@ def read_sheets(workbook: bytes, expenses_csv: bytes | None = None) -> SheetsRea
         formulas = book.formulas_without_value(typed_name)
         if formulas:
             read.formulas_without_value[layout.name] = list(formulas)
+    if not whole:
+        return read
     if EXPENSES.name not in read.sheets and EXPENSES.name not in read.unreadable and expenses_csv is not None:
         try:
             read.sheets[EXPENSES.name] = parse_table(csv_text_table(expenses_csv), EXPENSES, EXPENSES_CSV_NAME)
@@ -244,8 +253,12 @@ class Reading(NamedTuple):
     grids: bytes | None
     rows: int
 
+    @property
+    def size(self) -> int:
+        return len(self.sheets) + len(self.grids or b"")
 
-def kept(read: SheetsRead) -> Reading:
+
+def reading_of(read: SheetsRead) -> Reading:
     return Reading(dump_reading(read), dump_grids(read), sum(len(sheet.frame) for sheet in read.sheets.values()))
 
 
@@ -256,14 +269,16 @@ def dump_reading(read: SheetsRead) -> bytes:
     worker) and deflated at the fastest level: a unit's texts repeat, and shrink ~5x for ~0.2 ms."""
     sheets = {name: (sheet.typed_name, sheet.frame, sheet.headers, sheet.columns, sheet.header_row, sheet.rows,
                      sheet.total) for name, sheet in read.sheets.items()}
-    return _packed((sheets, read.unreadable, read.formulas_without_value))
+    return _packed((read.found, sheets, read.unreadable, read.formulas_without_value))
 
 
 def load_reading(data: bytes) -> SheetsRead:
-    """The SheetsRead that dump_reading kept (made by this code: see READER_KEY)."""
-    sheets, unreadable, formulas = _unpacked(data)
+    """The SheetsRead that dump_reading kept (made by this code: see READER_KEY), without its grids (they
+    are kept apart, for the feedback's copy: load_grids)."""
+    found, sheets, unreadable, formulas = _unpacked(data)
     layouts = {layout.name: layout for layout in LAYOUTS}
-    return SheetsRead({name: ParsedSheet(layouts[name], *fields) for name, fields in sheets.items()}, unreadable, formulas)
+    return SheetsRead(found, {name: ParsedSheet(layouts[name], *fields) for name, fields in sheets.items()},
+                      unreadable, formulas)
 
 
 def dump_grids(read: SheetsRead) -> bytes | None:

@@ -28,7 +28,7 @@ from adapters.workbook import UnreadableWorkbook
 from adapters.workers import WorkerFailure, map_isolated
 from assets.isolation import limit_finding
 from assets.progress import Progress
-from assets.sheets import READER_KEY, ParsedSheet, Reading, SheetsRead, kept, load_reading, read_sheets
+from assets.sheets import READER_KEY, ParsedSheet, Reading, SheetsRead, load_reading, read_sheets, reading_of
 from schemas.catalog import SEVERITY_ZH
 from schemas.findings import Finding, make_finding
 from schemas.layout import EXPENSES, LAYOUTS, REFUSED_CATEGORIES, SOURCES_BY_LEVEL, SheetLayout
@@ -391,7 +391,7 @@ def validate_batch(batch: _Batch) -> _Outcome:
             except UnreadableWorkbook:
                 extra[version.package_id].append(make_finding("P001", detail="工作簿无法打开"))
                 continue
-            readings[version.package_id] = kept(read)
+            readings[version.package_id] = reading_of(read)
         extra[version.package_id] += [
             make_finding("P001", sheet=typed, detail=f"工作表“{typed}”已损坏、无法读取，请用 Excel/WPS 打开后另存")
             for typed in read.unreadable.values()]

@@ -136,12 +136,13 @@ class BasicInfo(pa.DataFrameModel):
     @pa.dataframe_check(name="P006:host_unit", ignore_na=False)
     def registered_unit(cls, df):
         typed = df["host_unit"].map(normalize_name)
-        known = df["registered_units"].astype(object).map(lambda names: {normalize_name(n) for n in names.split("\n")})
+        # Once per registered unit list (the context is categorical): a frozenset, which a category can map to.
+        known = df["registered_units"].map(lambda names: frozenset(normalize_name(n) for n in names.split("\n")))
         return is_blank(df["host_unit"]) | pd.Series([t in k for t, k in zip(typed, known)], index=df.index)
 
     @pa.dataframe_check(name="P006:uscc", ignore_na=False)
     def registered_uscc(cls, df):
-        registered = df["registered_uscc"].astype(object).fillna("")
+        registered = df["registered_uscc"]  # "" for a project registered without one
         typed = clean_text(df["uscc"]).str.upper()
         return (registered == "") | is_blank(df["uscc"]) | (typed == registered)
 

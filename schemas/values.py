@@ -16,8 +16,9 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
-import numpy as np
 import pandas as pd
+
+from adapters.workbook import SAMPLE, nearly_all_differ
 
 # Characters units put around amounts: currency signs, thousands separators, the 元 unit, spaces.
 _AMOUNT_NOISE = r"[¥￥,，\s元]"
@@ -25,34 +26,34 @@ _AMOUNT = r"^(?P<sign>[-+]?)(?P<whole>\d+)(?:\.(?P<frac>\d*))?$"
 _DATE = r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$"
 
 
+def _per_distinct(read):
+    """Apply a reader of a Series to each distinct value once and spread its answer back over s; a
+    column whose values nearly all differ (vouchers) is read as it is (adapters.workbook.SAMPLE)."""
+
+    @functools.wraps(read)
+    def read_distinct(s: pd.Series):
+        cells = s.to_numpy(dtype=object)
+        sample = cells[:SAMPLE]
+        if nearly_all_differ(len(set(sample.tolist())), len(sample)):
+            return read(s)
+        codes, distinct = pd.factorize(cells, use_na_sentinel=False)
+        return read(pd.Series(distinct, dtype=object)).take(codes).set_axis(s.index)
+
+    return read_distinct
+
+
+@_per_distinct
 def clean_text(s: pd.Series) -> pd.Series:
     """NFKC (full-width digits, brackets, spaces) and trimmed; '' for an empty cell."""
     # One Python loop doing both steps costs a third of pandas' fillna/astype/normalize/strip chain.
-    return pd.Series(_each_cell(_clean, s), index=s.index, dtype=object)
+    return pd.Series([_clean(cell) for cell in s.to_numpy(dtype=object)], index=s.index, dtype=object)
 
 
 def is_blank(s: pd.Series) -> pd.Series:
     """Empty or spaces only. str.strip removes the full-width space too, and NFKC makes no text
     blank or non-blank (checked over every code point), so this is clean_text(s) == '' at less cost."""
-    # Per cell: a test this cheap gains nothing from hashing the column first (see _each_cell).
+    # Per cell: a test this cheap gains nothing from hashing the column first.
     return pd.Series([not _text(cell).strip() for cell in s.to_numpy(dtype=object)], index=s.index, dtype=bool)
-
-
-# Whether a column repeats its values is judged on its first cells (see _each_cell).
-_SAMPLE = 1000
-
-
-def _each_cell(fn, s: pd.Series) -> list:
-    """fn of each cell, called once per distinct value when the column repeats them (categories, sources,
-    dates: a year's million lines hold a few hundred), else once per cell: hashing a column of vouchers
-    to find it has no repeats costs more than the calls it would save."""
-    cells = s.to_numpy(dtype=object)
-    sample = cells[:_SAMPLE]
-    if len(cells) > _SAMPLE and 2 * len(set(sample.tolist())) <= len(sample):
-        codes, distinct = pd.factorize(cells, use_na_sentinel=False)
-        answers = np.array([fn(cell) for cell in distinct.tolist()], dtype=object)
-        return answers[codes].tolist()
-    return [fn(cell) for cell in cells]
 
 
 def _text(cell: object) -> str:
@@ -65,17 +66,6 @@ def _clean(cell: object) -> str:
     text = _text(cell)
     # Only non-ASCII text can change under NFKC; most cells (dates, amounts, codes) are ASCII.
     return (text if text.isascii() else unicodedata.normalize("NFKC", text)).strip()
-
-
-def _per_distinct(read):
-    """Apply a reader of a Series to each distinct value once and spread its answer back over s."""
-
-    @functools.wraps(read)
-    def read_distinct(s: pd.Series):
-        codes, distinct = pd.factorize(s.to_numpy(dtype=object), use_na_sentinel=False)
-        return read(pd.Series(distinct, dtype=object)).take(codes).set_axis(s.index)
-
-    return read_distinct
 
 
 @_per_distinct
