@@ -123,19 +123,31 @@ def readable_money(conn: Connection, levels: dict[int, str]) -> dict[int, dict[s
     the one pass over the year's expense lines that reconciliation needs."""
     read = set(conn.execute(select(PackageSheet.package_id).where(
         PackageSheet.package_id.in_(list(levels)), PackageSheet.sheet == EXPENSES.name)).scalars())
+    # Grouped by package alone, each source's lines and fen as filtered aggregates: the package index
+    # hands the lines over in package order, so the database streams the groups instead of sorting a
+    # year's million lines by (package, source) first (1.46 -> 0.99 s at a million lines in SQLite).
+    line = ExpenseLine
+    per_source = [aggregate for source in _SOURCES for aggregate in (
+        func.count().filter(line.funding_source == source), func.sum(line.amount_fen).filter(line.funding_source == source))]
     counts = conn.execute(
-        select(ExpenseLine.package_id, ExpenseLine.funding_source, func.count(), func.count(ExpenseLine.amount_fen),
-               func.sum(ExpenseLine.amount_fen))
-        .where(ExpenseLine.package_id.in_(list(levels)))
-        .group_by(ExpenseLine.package_id, ExpenseLine.funding_source)
+        select(line.package_id, func.count(), func.count(line.amount_fen), *per_source)
+        .where(line.package_id.in_(list(levels))).group_by(line.package_id)
     )
-    spent: dict[int, dict[str, int]] = defaultdict(dict)
+    spent: dict[int, dict[str, int]] = {}
     unreadable = set()
-    for package_id, source, lines, amounts, fen in counts:
-        if lines != amounts or source not in SOURCES_BY_LEVEL[levels[package_id]]:
+    for package_id, lines, amounts, *sources in counts:
+        by_source = {source: (n, int(fen or 0)) for source, n, fen in zip(_SOURCES, sources[::2], sources[1::2]) if n}
+        allowed = SOURCES_BY_LEVEL[levels[package_id]]
+        # Every amount read, and every line's source one of the level's (a line of an unknown or empty
+        # source counts in no source here).
+        if lines != amounts or sum(n for source, (n, _) in by_source.items() if source in allowed) != lines:
             unreadable.add(package_id)
-        spent[package_id][source] = int(fen or 0)
+        spent[package_id] = {source: fen for source, (_, fen) in by_source.items()}
     return {pid: spent.get(pid, {}) for pid in sorted(levels) if pid in read and pid not in unreadable}
+
+
+# Every funding source any level has, in a fixed order (readable_money's aggregates).
+_SOURCES = sorted({source for sources in SOURCES_BY_LEVEL.values() for source in sources})
 
 
 def _fen(typed: object) -> int | None:
@@ -343,7 +355,7 @@ MONEY_CHECK = "reconciled_only_readable_money"
     kinds={"python"},
     check_specs=[dg.AssetCheckSpec(
         MONEY_CHECK, asset="reconciliation", blocking=True,
-        description="对账只使用经费支出金额和经费来源全部可识别的材料包；有致命问题的材料包的对账结果为暂定"
+        description="本次重新对账的项目只使用经费支出金额和经费来源全部可识别的材料包；有致命问题的材料包的对账结果为暂定"
                     "（reconciliation.csv 的 provisional 列），不进入国家系统报告。")],
 )
 def reconciliation(
@@ -371,7 +383,8 @@ def reconciliation(
         redone += len(todo)
         with engine.connect() as conn:
             stored = store.reconciliation(conn, year)
-            misused += _reconciled_unreadable(conn, stored, year_registry)
+            redone_now = set(todo)
+            misused += _reconciled_unreadable(conn, [r for r in stored if r.project_code in redone_now], year_registry)
             for (rule_id, _), n in store.finding_counts(conn, year).items():
                 if rule_id[0] in "RT":
                     by_rule[rule_id] += n
@@ -424,7 +437,9 @@ def _shown_yuan(fen: int | None) -> str:
 
 
 def _reconciled_unreadable(conn: Connection, stored: list, registry: YearRegistry) -> list[str]:
-    """Projects whose reconciled figures come from a package whose expense amounts or sources were not all read."""
+    """Projects whose reconciled figures come from a package whose expense amounts or sources were not all
+    read. Given the rows this run reconciled: a project's kept rows were checked by the run that made
+    them, from the same inputs (its key), and a nightly run that redoes nothing reads no expense line."""
     rows = [r for r in stored if r.status != "unreconciled" and r.package_id is not None
             and registry.project(r.project_code) is not None]  # a project struck off keeps its old rows
     levels = {r.package_id: registry.project(r.project_code).level for r in rows}

@@ -36,15 +36,21 @@ FIELD_KINDS: dict[str, tuple[str, str]] = {
     **{f: ("整数", "12") for f in ("year", "experts", "people_served", "trainees", "problems_solved")},
     "service_days": ("天数", "2 或 0.5"),
 }
+# Text fields the checks compare after clean_text (S004, S005, S007): read once by prepare too.
+CLEANED_FIELDS = ("category", "funding_source", "voucher_no")
 POSITIVE_AMOUNTS = ("amount",)  # S006: an expense or a leftover must be positive with at most 2 decimals
 IN_PROGRAM_YEAR = ("spent_on", "start_date", "end_date")  # S008
 
 
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     """Read every typed field of a batch once (`<field>__blank`, `__date`, `__int`, `__readable`,
-    `__decimals`, `__fen`), so the checks below are boolean operations, not parses, and the typed
-    rows the warehouse stores reuse what the checks judged."""
+    `__decimals`, `__fen`) and every cleaned text field (`__text`, `__blank`), so the checks below are
+    boolean operations, not parses, and the typed rows the warehouse stores reuse what the checks judged."""
     parsed = {}
+    for field in CLEANED_FIELDS:
+        if field in frame:
+            text = clean_text(frame[field])
+            parsed |= {f"{field}__text": text, f"{field}__blank": text == ""}
     for field, (kind, _) in FIELD_KINDS.items():
         if field not in frame:
             continue
@@ -97,6 +103,26 @@ def _field_checks(fields: list[str]) -> list[pa.Check]:
     return checks
 
 
+def _blank(s: pd.Series) -> pd.Series:
+    """The column's blank cells (S003), as prepare read them where it did."""
+    return _prepared(s, "blank", is_blank)
+
+
+def _cleaned(s: pd.Series) -> pd.Series:
+    return _prepared(s, "text", clean_text)
+
+
+def _prepared(s: pd.Series, what: str, read) -> pd.Series:
+    """What prepare read of column s (`<column>__<what>`) in the frame being validated, else read(s)."""
+    frame = _FRAME.get(None)
+    made = None if frame is None else frame.get(f"{s.name}__{what}")
+    if made is None:
+        return read(s)
+    # A column check sees its column without the empty cells of packages that lack the column (pandera
+    # drops NA first): the frame's rows that s kept. Nothing dropped, the same rows (and no lookup).
+    return made if len(made) == len(s) else made.loc[s.index]
+
+
 def _ok(df: pd.DataFrame, field: str, test) -> pd.Series:
     """A field a package does not have (S001 says so) passes every value check."""
     return test(df, field) if f"{field}__blank" in df else pd.Series(True, index=df.index)
@@ -127,7 +153,7 @@ class BasicInfo(pa.DataFrameModel):
 
     @pa.check("year", "project_code", "project_name", "host_unit", "uscc", "contact", "phone", "audited_total", name="S003")
     def required(cls, s):
-        return ~is_blank(s)
+        return ~_blank(s)
 
     @pa.check("uscc", name="S009")
     def uscc_check_digit(cls, s):
@@ -163,16 +189,16 @@ class ExpenseLines(pa.DataFrameModel):
 
     @pa.check("spent_on", "category", "funding_source", "amount", "voucher_no", name="S003")
     def required(cls, s):
-        return ~is_blank(s)
+        return ~_blank(s)
 
     @pa.check("category", name="S004")
     def category_allowed(cls, s):
-        category = clean_text(s)
+        category = _cleaned(s)
         return category.eq("") | category.isin(ALLOWED_CATEGORIES)
 
     @pa.dataframe_check(name="S005:funding_source", ignore_na=False)
     def source_fits_level(cls, df):
-        source = clean_text(df["funding_source"])
+        source = _cleaned(df["funding_source"])
         fits = pd.Series(False, index=df.index)
         for level, sources in SOURCES_BY_LEVEL.items():
             fits |= df["level"].eq(level) & source.isin(sources)
@@ -180,7 +206,7 @@ class ExpenseLines(pa.DataFrameModel):
 
     @pa.dataframe_check(name="S007:voucher_no", ignore_na=False)
     def voucher_unique(cls, df):
-        voucher = clean_text(df["voucher_no"])
+        voucher = _cleaned(df["voucher_no"])
         return voucher.eq("") | ~pd.DataFrame({"p": df["package_id"], "v": voucher}).duplicated(keep=False)
 
     Config = _Config
@@ -200,7 +226,7 @@ class Activities(pa.DataFrameModel):
 
     @pa.check("start_date", "place", name="S003")
     def required(cls, s):
-        return ~is_blank(s)
+        return ~_blank(s)
 
     @pa.check("region_code", name="S010")
     def region_code_valid(cls, s):
@@ -217,7 +243,7 @@ class Experts(pa.DataFrameModel):
 
     @pa.check("name", name="S003")
     def required(cls, s):
-        return ~is_blank(s)
+        return ~_blank(s)
 
     Config = _Config
 
@@ -231,11 +257,11 @@ class Photos(pa.DataFrameModel):
 
     @pa.check("file_name", name="S003")
     def required(cls, s):
-        return ~is_blank(s)
+        return ~_blank(s)
 
     @pa.check("caption", name="M004")
     def captioned(cls, s):
-        return ~is_blank(s)
+        return ~_blank(s)
 
     Config = _Config
 
@@ -251,7 +277,7 @@ class Leftover(pa.DataFrameModel):
 
     @pa.check("funding_source", "amount", "reason", "refund_to", name="S003")
     def required(cls, s):
-        return ~is_blank(s)
+        return ~_blank(s)
 
     Config = _Config
 
@@ -264,7 +290,7 @@ class Publicity(pa.DataFrameModel):
 
     @pa.check("media", name="S003")
     def required(cls, s):
-        return ~is_blank(s)
+        return ~_blank(s)
 
     Config = _Config
 

@@ -52,8 +52,10 @@ def clean_text(s: pd.Series) -> pd.Series:
 def is_blank(s: pd.Series) -> pd.Series:
     """Empty or spaces only. str.strip removes the full-width space too, and NFKC makes no text
     blank or non-blank (checked over every code point), so this is clean_text(s) == '' at less cost."""
-    # Per cell: a test this cheap gains nothing from hashing the column first.
-    return pd.Series([not _text(cell).strip() for cell in s.to_numpy(dtype=object)], index=s.index, dtype=bool)
+    # Per cell: a test this cheap gains nothing from hashing the column first. A cell is nearly always
+    # text: tested inline, without _text's call (a third of the cost).
+    return pd.Series([not (cell.strip() if type(cell) is str else _text(cell).strip()) for cell in s.to_numpy(dtype=object)],
+                     index=s.index, dtype=bool)
 
 
 def _text(cell: object) -> str:

@@ -230,3 +230,18 @@ def test_national_report_of_an_accepted_package_and_n001_when_incomplete(clean, 
     assert n001[["project_code", "column"]].values.tolist() == [["2023-GT-02", "服务活动"]]
     assert not (run.dir / "national" / "2023-GT-02.json").exists()
     assert run.status("2023-GT-02") == "rejected"
+
+
+def test_a_source_of_the_other_level_leaves_the_money_unreconciled(clean, inbox, database_url, run_etl):
+    # readable_money: every line's source must be one of its project's level (the aggregates are per
+    # source, so a source of the other level must not count as read), and one such line is enough.
+    municipal, national = clean("2023-ST-01"), clean("2023-GT-01")
+    municipal.sheets["经费支出"][2][SOURCE] = "部拨经费"
+    national.sheets["经费支出"][3][SOURCE] = "市级经费"
+    for spec in (municipal, national, clean("2023-GT-02")):
+        put(inbox, spec)
+    run = run_etl(inbox, database_url)
+    assert set(recon(run, "2023-ST-01").status) == {"unreconciled"}
+    assert set(recon(run, "2023-GT-01").status) == {"unreconciled"}
+    assert set(recon(run, "2023-GT-02").status) != {"unreconciled"}  # its lines are all of its level
+    assert recon(run, "2023-GT-02").loc["部拨经费", "spent"] != ""

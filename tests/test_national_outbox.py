@@ -108,6 +108,33 @@ def test_enqueue_many_is_enqueue_for_each_report_in_one_transaction(engine):
     assert len(rows(engine)) == 4
 
 
+def test_enqueue_many_when_another_run_queued_one_first(engine, database_url, monkeypatch):
+    """Two runs of a year at once: the other run commits a report between this run's read of the
+    latest versions and its insert. The batch's insert then hits the unique version, and each report
+    is queued on its own: the one the other run queued is not queued twice, the rest are queued."""
+    codes = ["2023-GT-01", "2023-GB-01"]
+    packages = {code: add_package(engine, code) for code in codes}
+    other = warehouse(database_url)
+    stamp, raced = outbox._now, []
+
+    def now_after_another_run():  # called between the read and the insert
+        if not raced:
+            raced.append(True)
+            raced.append(outbox.enqueue(other, year=YEAR, project_code=codes[0], package_id=packages[codes[0]],
+                                        payload=sample_report(codes[0])))
+        return stamp()
+
+    monkeypatch.setattr(outbox, "_now", now_after_another_run)
+    try:
+        ids = outbox.enqueue_many(engine, YEAR, [(code, packages[code], sample_report(code)) for code in codes])
+    finally:
+        other.dispose()
+    stored = rows(engine)
+    assert [(r["project_code"], r["version"]) for r in stored] == [("2023-GB-01", 1), ("2023-GT-01", 1)]
+    assert ids[0] == raced[1]  # the other run's row, not a second version of the same content
+    assert ids[1] == next(r["id"] for r in stored if r["project_code"] == "2023-GB-01")
+
+
 def test_deliver_files_stores_the_receipt_and_poll_gets_the_verdict(engine, mock, caplog):
     caplog.set_level(logging.DEBUG)
     queue(engine, "2023-GT-01")
