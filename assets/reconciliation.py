@@ -116,13 +116,16 @@ def _add_sheet_names(conn: Connection, money: dict[int, PackageMoney]) -> None:
 
 
 def readable_money(conn: Connection, levels: dict[int, str]) -> dict[int, dict[str, int]]:
-    """Which of these packages (id -> its project's level) can be reconciled: its 经费支出 was read (a
-    sheet no reader could read is P001, and says nothing of the money), every expense line's amount was
-    read in exact fen and its funding source is one of the level's. A package whose 经费支出 has no line
-    is readable too (it spent nothing). Returns each readable package's fen spent per funding source:
-    the one pass over the year's expense lines that reconciliation needs."""
-    read = set(conn.execute(select(PackageSheet.package_id).where(
-        PackageSheet.package_id.in_(list(levels)), PackageSheet.sheet == EXPENSES.name)).scalars())
+    """Which of these packages (id -> its project's level) can be reconciled: its 经费支出 was read with
+    its 金额 and 经费来源 columns (a sheet no reader could read is P001, one whose header was not found
+    has no lines at all: either says nothing of the money), every expense line's amount was read in
+    exact fen and its funding source is one of the level's. A package whose 经费支出 has its header and
+    no line is readable too (it spent nothing). Returns each readable package's fen spent per funding
+    source: the one pass over the year's expense lines that reconciliation needs."""
+    read = {package_id for package_id, headers in conn.execute(
+        select(PackageSheet.package_id, PackageSheet.headers).where(
+            PackageSheet.package_id.in_(list(levels)), PackageSheet.sheet == EXPENSES.name))
+        if _MONEY_COLUMNS <= json.loads(headers).keys()}
     # Grouped by package alone, each source's lines and fen as filtered aggregates: the package index
     # hands the lines over in package order, so the database streams the groups instead of sorting a
     # year's million lines by (package, source) first (1.46 -> 0.99 s at a million lines in SQLite).
@@ -146,6 +149,8 @@ def readable_money(conn: Connection, levels: dict[int, str]) -> dict[int, dict[s
     return {pid: spent.get(pid, {}) for pid in sorted(levels) if pid in read and pid not in unreadable}
 
 
+# The columns of 经费支出 the money is read from.
+_MONEY_COLUMNS = {"amount", "funding_source"}
 # Every funding source any level has, in a fixed order (readable_money's aggregates).
 _SOURCES = sorted({source for sources in SOURCES_BY_LEVEL.values() for source in sources})
 

@@ -245,3 +245,16 @@ def test_a_source_of_the_other_level_leaves_the_money_unreconciled(clean, inbox,
     assert set(recon(run, "2023-GT-01").status) == {"unreconciled"}
     assert set(recon(run, "2023-GT-02").status) != {"unreconciled"}  # its lines are all of its level
     assert recon(run, "2023-GT-02").loc["部拨经费", "spent"] != ""
+
+
+def test_an_expense_sheet_without_its_header_says_nothing_of_the_money(clean, inbox, database_url, run_etl):
+    # The header row typed over: no column is found (S001), so no line is read. That is not "spent
+    # nothing": no refund of the whole grant (R006/R004), no audited total to dispute (R002).
+    spec = clean("2023-ST-01")
+    spec.sheets["经费支出"][0] = [f"第{i}列" for i in range(1, len(EXPENSE_HEADER) + 1)]
+    put(inbox, spec)
+    run = run_etl(inbox, database_url)
+    found = run.issues[run.issues.project_code == "2023-ST-01"]
+    assert "S001" in set(found.rule_id)
+    assert not {"R002", "R003", "R004", "R006"} & set(found.rule_id)
+    assert set(recon(run, "2023-ST-01").status) == {"unreconciled"}
