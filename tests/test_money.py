@@ -258,3 +258,33 @@ def test_an_expense_sheet_without_its_header_says_nothing_of_the_money(clean, in
     assert "S001" in set(found.rule_id)
     assert not {"R002", "R003", "R004", "R006"} & set(found.rule_id)
     assert set(recon(run, "2023-ST-01").status) == {"unreconciled"}
+
+
+def test_double_claims_after_one_project_changes_equal_a_fresh_run(clean, inbox, database_url, sqlite_url,
+                                                                   run_etl, tmp_path):
+    # After the first run, a new version of one project makes R007 again for the vouchers it touches
+    # only (reconciliation._refresh_double_claims): what it leaves must be what a fresh run finds.
+    voucher = EXPENSE_HEADER.index("凭证号")
+    a, b, c = clean("2023-SB-03"), clean("2023-SB-04"), clean("2023-SB-05")
+    x, y, z = a.sheets["经费支出"][2][voucher], c.sheets["经费支出"][2][voucher], a.sheets["经费支出"][3][voucher]
+    b.sheets["经费支出"][2][voucher], b.sheets["经费支出"][3][voucher] = x, y  # X with A, Y with C
+    b.modified_at = datetime(2023, 11, 1, 9, 0)
+    for spec in (a, b, c):
+        put(inbox, spec)
+    first = run_etl(inbox, database_url, tmp_path / "first")
+    assert sorted(first.findings("R007").value) == sorted([x, x, y, y])
+
+    b2 = clean("2023-SB-04")  # B again: X dropped, Y kept, Z (A's) added
+    b2.name = b2.name.replace(".zip", "-v2.zip")
+    b2.modified_at = datetime(2023, 11, 2, 9, 0)  # newer: the version in use
+    b2.sheets["经费支出"][3][voucher], b2.sheets["经费支出"][4][voucher] = y, z
+    put(inbox, b2)
+    again = run_etl(inbox, database_url, tmp_path / "again")
+    fresh = run_etl(inbox, sqlite_url, tmp_path / "fresh")
+
+    def r007(run):
+        found = run.findings("R007")
+        return sorted(zip(found.project_code, found.package, found.row, found.value, found.message))
+
+    assert r007(again) == r007(fresh)
+    assert sorted(v for _, _, _, v, _ in r007(again)) == sorted([y, y, z, z])  # X is no double any more

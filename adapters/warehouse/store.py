@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, func, insert, select, update
 
 from adapters.registry import FUNDING_SOURCES, YearRegistry
 from adapters.warehouse.models import (
@@ -174,12 +174,15 @@ def finding_row(year: int, package_id: int | None, project_code: str | None, fin
 def replace_findings(
     conn: Connection, stage: str, rows: Iterable[dict], *, package_ids: Sequence[int] = (), year: int | None = None,
     project_codes: Sequence[str] = (), unassigned: bool = False, whole_year: bool = False,
+    values: Select | None = None,
 ) -> None:
-    """Delete the stage's findings for these packages (or projects of a year, or the whole year),
-    then insert `rows`."""
+    """Delete the stage's findings for these packages (or projects of a year, or the whole year, or
+    of a year whose value is one the `values` query gives), then insert `rows`."""
     where = [FindingRow.stage == stage]
     if whole_year:
         conn.execute(delete(FindingRow).where(*where, FindingRow.year == year))
+    if values is not None:
+        conn.execute(delete(FindingRow).where(*where, FindingRow.year == year, FindingRow.value.in_(values.scalar_subquery())))
     if package_ids:
         conn.execute(delete(FindingRow).where(*where, FindingRow.package_id.in_(list(package_ids))))
     if project_codes:
