@@ -172,15 +172,19 @@ class Workbook:
             if not _reader_error(exc):
                 raise
             raise UnreadableWorkbook(str(exc), typed_name) from exc
-        if not self._typed_reading:  # a big workbook's grid is built only when fastexcel cannot read a sheet
+        if self.builds_grids:  # a big workbook's grid is built only when fastexcel cannot read a sheet
             self._grids[typed_name] = grid
         return grid
 
+    @property
+    def builds_grids(self) -> bool:
+        """Whether reading this workbook builds its sheets' grids anyway (a small one: calamine's grid is
+        what it is read from); a big one is read as typed columns, and a grid costs a reading of its own."""
+        return not self._typed_reading
+
     def all_grids(self) -> dict[str, Grid] | None:
         """Every sheet's grid, in the workbook's order, for a copy of the unit's workbook (the feedback's);
-        None for a big workbook, whose grids are never built to read it, or when a sheet will not read."""
-        if self._typed_reading:
-            return None
+        None when a sheet will not read."""
         try:
             return {name: self.grid(name) for name in self.sheet_names}
         except UnreadableWorkbook:

@@ -160,8 +160,7 @@ def _unit_sheets(workbook: bytes | None) -> dict[str, Grid] | None:
     if workbook is None:
         return None
     try:
-        book = Workbook(workbook)
-        return {name: book.grid(name) for name in book.sheet_names}
+        return Workbook(workbook).all_grids()
     except UnreadableWorkbook:
         return None
 

@@ -21,7 +21,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, Select, func, or_, select
 
 from adapters.fee_caps import FeeCaps
-from adapters.registry import REFUND_TO, RegisteredProject, YearRegistry
+from adapters.registry import FUNDING_SOURCES, REFUND_TO, RegisteredProject, YearRegistry
 from adapters.resources import FeeCapsResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
 from adapters.warehouse.models import ExpenseLine, Package, PackageSheet, SheetRow
@@ -130,29 +130,26 @@ def readable_money(conn: Connection, levels: dict[int, str]) -> dict[int, dict[s
     # hands the lines over in package order, so the database streams the groups instead of sorting a
     # year's million lines by (package, source) first (1.46 -> 0.99 s at a million lines in SQLite).
     line = ExpenseLine
-    per_source = [aggregate for source in _SOURCES for aggregate in (
+    aggregates = [aggregate for source in FUNDING_SOURCES for aggregate in (
         func.count().filter(line.funding_source == source), func.sum(line.amount_fen).filter(line.funding_source == source))]
     counts = conn.execute(
-        select(line.package_id, func.count(), func.count(line.amount_fen), *per_source)
+        select(line.package_id, func.count(), func.count(line.amount_fen), *aggregates)
         .where(line.package_id.in_(list(levels))).group_by(line.package_id)
     )
     spent: dict[int, dict[str, int]] = {}
     unreadable = set()
-    for package_id, lines, amounts, *sources in counts:
-        by_source = {source: (n, int(fen or 0)) for source, n, fen in zip(_SOURCES, sources[::2], sources[1::2]) if n}
-        allowed = SOURCES_BY_LEVEL[levels[package_id]]
+    for package_id, lines, amounts, *per_source in counts:
+        counted, fen = dict(zip(FUNDING_SOURCES, per_source[::2])), dict(zip(FUNDING_SOURCES, per_source[1::2]))
         # Every amount read, and every line's source one of the level's (a line of an unknown or empty
-        # source counts in no source here).
-        if lines != amounts or sum(n for source, (n, _) in by_source.items() if source in allowed) != lines:
+        # source is counted in no source).
+        if lines != amounts or sum(counted[source] for source in SOURCES_BY_LEVEL[levels[package_id]]) != lines:
             unreadable.add(package_id)
-        spent[package_id] = {source: fen for source, (_, fen) in by_source.items()}
+        spent[package_id] = {source: int(fen[source] or 0) for source in FUNDING_SOURCES if counted[source]}
     return {pid: spent.get(pid, {}) for pid in sorted(levels) if pid in read and pid not in unreadable}
 
 
 # The columns of 经费支出 the money is read from.
 _MONEY_COLUMNS = {"amount", "funding_source"}
-# Every funding source any level has, in a fixed order (readable_money's aggregates).
-_SOURCES = sorted({source for sources in SOURCES_BY_LEVEL.values() for source in sources})
 
 
 def _fen(typed: object) -> int | None:

@@ -231,7 +231,7 @@ def read_sheets(workbook: bytes, expenses_csv: bytes | None = None, *, whole: bo
             read.sheets[EXPENSES.name] = parse_table(csv_text_table(expenses_csv), EXPENSES, EXPENSES_CSV_NAME)
         except ValueError:  # pandas' ParserError and UnicodeDecodeError are ValueErrors
             read.unreadable[EXPENSES.name] = EXPENSES_CSV_NAME
-    read.grids = book.all_grids()
+    read.grids = book.all_grids() if book.builds_grids else None
     return read
 
 
