@@ -162,7 +162,7 @@ def _read_workbook(result: IntakeResult, *, whole: bool, check_sheets: bool = Tr
 
 def _declared(result: IntakeResult, basic: ParsedSheet) -> None:
     """The project code and unit 基本信息 names, where the unit typed them."""
-    values = basic.frame.iloc[0]
+    values = basic.first_row()
     result.declared_code = str(values.get("project_code", "") or "")
     result.declared_code_row = basic.rows.get("project_code")
     result.declared_code_header = basic.headers.get("project_code", "项目编号")

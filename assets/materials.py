@@ -33,7 +33,7 @@ def _documents(basic: ParsedSheet | None, listing: PackageListing) -> list[Findi
     if basic is None:
         return []
     findings = []
-    values = basic.frame.iloc[0]
+    values = basic.first_row()
     for field, rule_id in _DOCUMENTS.items():
         column = BASIC_INFO.column(field)
         typed = str(values.get(field, "") or "").strip()
@@ -51,18 +51,18 @@ def _documents(basic: ParsedSheet | None, listing: PackageListing) -> list[Findi
 def _photos(photos: ParsedSheet | None, listing: PackageListing) -> list[Finding]:
     if photos is None:
         return []
-    names = photos.frame["file_name"] if "file_name" in photos.frame else None
+    names = photos.cells.get("file_name")
     if names is None:
         return []  # S001 already reports the missing column
-    listed = names[names.astype(str).str.strip() != ""]
-    if listed.empty:
+    listed = [(row, name) for row, name in zip(photos.excel_rows, names) if name.strip()]
+    if not listed:
         return [make_finding("M003", sheet=photos.typed_name, detail="影像资料表没有登记任何照片")]
     header = photos.headers.get("file_name", PHOTOS.column("file_name").header)
     findings = []
-    for row, name in listed.items():
-        member = listing.find(str(name))
+    for row, name in listed:
+        member = listing.find(name)
         if member is None or member.size == 0:
             detail = f"照片“{name}”在材料包中找不到" if member is None else f"照片“{name}”是空文件"
-            findings.append(make_finding("M003", sheet=photos.typed_name, row=int(row), column=header, value=name,
+            findings.append(make_finding("M003", sheet=photos.typed_name, row=row, column=header, value=name,
                                          detail=detail))
     return findings

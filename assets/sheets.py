@@ -39,14 +39,30 @@ EXAMPLE_MARK = "示例"
 
 @dataclass
 class ParsedSheet:
+    """A sheet's data rows as plain lists, column by column. A year holds thousands of small sheets: a
+    pandas frame per sheet cost more to build, keep and load than the rows themselves, so validation
+    builds one frame per sheet for a whole batch of packages (assets.validation._batch_frame)."""
+
     layout: SheetLayout
     typed_name: str  # the sheet's name as the unit typed it
-    frame: pd.DataFrame  # one row per data row, index = Excel row; one text column per field found
+    excel_rows: list[int]  # each data row's Excel row (a key-value sheet has one row, 0)
+    cells: dict[str, list[str]]  # field found -> its texts, one per data row
     headers: dict[str, str] = field(default_factory=dict)  # field -> header as typed
     columns: dict[str, int] = field(default_factory=dict)  # field -> 0-based column of its cells
     header_row: int | None = None  # Excel row of the header (tables)
     rows: dict[str, int] = field(default_factory=dict)  # key-value sheets: field -> Excel row
     total: tuple[int, str] | None = None  # the 合计 row: (Excel row, amount as typed)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The rows as a frame (index = Excel row, one text column per field found), for a caller that
+        looks at one sheet (tests, the bench's hand checks)."""
+        index = pd.Index(self.excel_rows, name="excel_row", dtype=np.int64 if self.excel_rows else object)
+        return pd.DataFrame(self.cells, index=index, columns=list(self.cells), dtype=object)
+
+    def first_row(self) -> dict[str, str]:
+        """A key-value sheet's (基本信息's) one row: field -> text."""
+        return {f: texts[0] for f, texts in self.cells.items() if texts}
 
 
 def _compact(text: str) -> str:
@@ -60,7 +76,7 @@ def parse_table(cells: Grid | TextTable, layout: SheetLayout, typed_name: str) -
     table = cells if isinstance(cells, TextTable) else TextTable.from_grid(cells)
     header_row, mapping = _find_header(table, layout)
     if header_row is None:
-        return ParsedSheet(layout, typed_name, pd.DataFrame(columns=[]))
+        return ParsedSheet(layout, typed_name, [], {})
     body = _Body(table, header_row)
     amount_col = next((col for col, f in mapping.items() if f == "amount"), None)
     total_line = body.total_line(marker_cols=[col for col, f in mapping.items() if f in ("seq", "summary")])
@@ -73,15 +89,13 @@ def parse_table(cells: Grid | TextTable, layout: SheetLayout, typed_name: str) -
             kept[i] = False
     kept &= ~body.first_cell_is(EXAMPLE_MARK)[:len(kept)]
     lines = np.flatnonzero(kept)
-    # An empty sheet's index keeps the dtype it always had (object), as pandas gives it for an empty list.
-    index = pd.Index(header_row + 1 + lines if len(lines) else [], name="excel_row")
-    data = pd.DataFrame(body.values(list(mapping), lines).T, columns=list(mapping.values()), index=index,
-                        dtype=object)
+    cells = dict(zip(mapping.values(), body.values(list(mapping), lines).tolist()))
     total = None
     if total_line is not None:
         total = (header_row + 1 + total_line, body.text(amount_col, total_line) if amount_col is not None else "")
     header = table.row(header_row - 1)
-    return ParsedSheet(layout, typed_name, data, headers={f: header[col] for col, f in mapping.items()},
+    return ParsedSheet(layout, typed_name, (header_row + 1 + lines).tolist(), cells,
+                       headers={f: header[col] for col, f in mapping.items()},
                        columns={f: col for col, f in mapping.items()}, header_row=header_row, total=total)
 
 
@@ -171,9 +185,9 @@ def parse_key_value(grid: Grid, layout: SheetLayout, typed_name: str) -> ParsedS
         values[column.field] = cell_text(row[1]) if len(row) > 1 else ""
         headers[column.field] = key
         rows[column.field] = excel_row
-    frame = pd.DataFrame([values], index=pd.Index([0], name="excel_row"), dtype=object)
     # Values sit in column B, beside their field's name.
-    return ParsedSheet(layout, typed_name, frame, headers=headers, columns={f: 1 for f in values}, rows=rows)
+    return ParsedSheet(layout, typed_name, [0], {f: [value] for f, value in values.items()}, headers=headers,
+                       columns={f: 1 for f in values}, rows=rows)
 
 
 def _read_table(book: Workbook, layout: SheetLayout, typed_name: str) -> ParsedSheet:
@@ -259,16 +273,16 @@ class Reading(NamedTuple):
 
 
 def reading_of(read: SheetsRead) -> Reading:
-    return Reading(dump_reading(read), dump_grids(read), sum(len(sheet.frame) for sheet in read.sheets.values()))
+    return Reading(dump_reading(read), dump_grids(read), sum(len(sheet.excel_rows) for sheet in read.sheets.values()))
 
 
 def dump_reading(read: SheetsRead) -> bytes:
     """A package's reading as bytes to keep (package_reading), so that later stages never open the unit's
     file again: each sheet's parse (its layout by name), the unreadable sheets and the formulas without a
-    value. Pickled (the frames are text columns, and pickle is how they already travel back from a
-    worker) and deflated at the fastest level: a unit's texts repeat, and shrink ~5x for ~0.2 ms."""
-    sheets = {name: (sheet.typed_name, sheet.frame, sheet.headers, sheet.columns, sheet.header_row, sheet.rows,
-                     sheet.total) for name, sheet in read.sheets.items()}
+    value. Pickled (lists of texts, as they travel back from a worker; pickle keeps a text repeated down
+    a column once) and deflated at the fastest level: a unit's texts repeat, and shrink ~5x for ~0.2 ms."""
+    sheets = {name: (sheet.typed_name, sheet.excel_rows, sheet.cells, sheet.headers, sheet.columns, sheet.header_row,
+                     sheet.rows, sheet.total) for name, sheet in read.sheets.items()}
     return _packed((read.found, sheets, read.unreadable, read.formulas_without_value))
 
 

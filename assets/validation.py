@@ -10,6 +10,7 @@ import json
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from itertools import chain
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -96,10 +97,10 @@ def _batch_frame(layout: SheetLayout, packages: list[PackageSheets]) -> pd.DataF
 
     A column one package lacks (S001 reports it) is NA in that package's rows: pandera's column
     checks skip NA and the frame-wide checks pass blank cells, so it raises nothing else there."""
-    packages = [package for package in packages if len(package.sheets[layout.name].frame)]
+    packages = [package for package in packages if package.sheets[layout.name].excel_rows]
     if not packages:
         return pd.DataFrame()
-    sheets = [package.sheets[layout.name].frame for package in packages]
+    sheets = [package.sheets[layout.name] for package in packages]
     # Context texts as categories: a few distinct values over a million rows, and a frame with one
     # block of text (the cells) is not copied again to consolidate blocks.
     context = pd.DataFrame({
@@ -111,9 +112,12 @@ def _batch_frame(layout: SheetLayout, packages: list[PackageSheets]) -> pd.DataF
     })
     # One concat for the cells and one take for the context: assigning context columns package by
     # package costs more than the data.
-    per_row = context.take(np.repeat(np.arange(len(packages)), [len(sheet) for sheet in sheets]))
-    cells = pd.concat(sheets).reset_index()
-    return pd.concat([cells, per_row.reset_index(drop=True)], axis=1)
+    per_row = context.take(np.repeat(np.arange(len(packages)), [len(sheet.excel_rows) for sheet in sheets]))
+    # The cells as one list per field, made once for the batch (fields in the order the packages name them).
+    cells = {"excel_row": list(chain.from_iterable(sheet.excel_rows for sheet in sheets))}
+    for f in dict.fromkeys(f for sheet in sheets for f in sheet.cells):
+        cells[f] = list(chain.from_iterable(sheet.cells.get(f) or [np.nan] * len(sheet.excel_rows) for sheet in sheets))
+    return pd.concat([pd.DataFrame(cells), per_row.reset_index(drop=True)], axis=1)
 
 
 def _failures_to_findings(
@@ -420,7 +424,7 @@ def formula_findings(read: SheetsRead) -> list[Finding]:
     for name, cells in read.formulas_without_value.items():
         sheet = read.sheets[name]
         field_of = {column + 1: f for f, column in sheet.columns.items()}  # 1-based column -> field
-        rows = set(sheet.rows.values()) if sheet.layout.key_value else set(sheet.frame.index.tolist())
+        rows = set(sheet.rows.values()) if sheet.layout.key_value else set(sheet.excel_rows)
         if sheet.total is not None:
             rows.add(sheet.total[0])
         for row, column in cells:
@@ -465,20 +469,18 @@ def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[lis
                                        data=json.dumps({"declared_total": amount}, ensure_ascii=False)))
             continue
         if sheet.layout.key_value:
-            values = sheet.frame.iloc[0]
+            values = sheet.first_row()
             sheet_rows += [
                 dict(package_id=package_id, sheet=name, excel_row=row,
                      data=json.dumps({"field": f, "header": sheet.headers[f], "value": values[f]}, ensure_ascii=False))
                 for f, row in sheet.rows.items()
             ]
             continue
-        # Plain tuples: DataFrame.to_dict("index") checks the index's uniqueness on every call, which
-        # costs more than the rows of a small sheet (a year has thousands of them).
-        fields = list(sheet.frame.columns)
+        fields = list(sheet.cells)
         sheet_rows += [
-            dict(package_id=package_id, sheet=name, excel_row=int(row),
+            dict(package_id=package_id, sheet=name, excel_row=row,
                  data=json.dumps(dict(zip(fields, values)), ensure_ascii=False))
-            for row, values in zip(sheet.frame.index, sheet.frame.itertuples(index=False, name=None))
+            for row, values in zip(sheet.excel_rows, zip(*sheet.cells.values()))
         ]
     return found, sheet_rows
 

@@ -40,10 +40,10 @@ def part_validate(inbox: Path, registry_dir: Path, year: int) -> dict:
     batch = []
     for package_id, path in enumerate(packages(inbox, year), start=1):
         sheets = read_sheets(*zip_members(path)).sheets
-        code = sheets["基本信息"].frame.iloc[0]["project_code"]
+        code = sheets["基本信息"].first_row()["project_code"]
         batch.append(PackageSheets(package_id, year, registry.project(code), sheets))
     parse_s = time.perf_counter() - began
-    lines = sum(len(p.sheets["经费支出"].frame) for p in batch)
+    lines = sum(len(p.sheets["经费支出"].excel_rows) for p in batch)
 
     t = time.perf_counter()
     found, _prepared = validate_sheets(batch)
@@ -106,7 +106,7 @@ def xlsx_measure(lines: int) -> dict[str, float]:
     from assets.sheets import read_sheets
 
     def pipeline(data: bytes) -> int:
-        return len(read_sheets(data).sheets["经费支出"].frame) + 1  # + the header row
+        return len(read_sheets(data).sheets["经费支出"].excel_rows) + 1  # + the header row
 
     def grid(data: bytes) -> int:
         sheet = CalamineWorkbook.from_filelike(io.BytesIO(data)).get_sheet_by_name("经费支出")
