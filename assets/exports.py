@@ -10,6 +10,7 @@ import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -124,7 +125,29 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
     states = manifest.project_states(projects, money, registry, waiver_ids, rules)
     waivers = waiver_table(engine, year)
     changes = write_changes_workbooks(engine, year, out_dir / "changes")
-    written = {
+    # The feedback files go across the worker pool from a thread of their own while this one writes the
+    # CSVs and the summary workbook: the pool's cores are not left idle while the parent writes alone.
+    # The thread gets tables of its own (pandas does not promise that two threads may read one frame).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedback") as thread:
+        feedback_written = thread.submit(write_feedback_workbooks, engine, registry, projects.copy(), issues.copy(),
+                                         out_dir / "feedback", version_keys=changes, versions=versions,
+                                         money=money_states(money))
+        written = _write_tables(registry, out_dir, projects=projects, issues=issues, money=money, national=national,
+                                waivers=waivers, outcomes=outcomes, versions=versions,
+                                changed=manifest.changed_projects(previous, states))
+        written["feedback"] = feedback_written.result()
+    written["changes"] = out_dir / "changes"
+    with engine.begin() as conn:
+        store.replace_exported_states(conn, year, states)
+    written["manifest"] = manifest.write_manifest(out_dir, run_id=run_id, rules=rules, registry=registry_version)
+    return written
+
+
+def _write_tables(registry: YearRegistry, out_dir: Path, *, projects: pd.DataFrame, issues: pd.DataFrame,
+                  money: pd.DataFrame, national: pd.DataFrame, waivers: pd.DataFrame, outcomes, versions: str,
+                  changed) -> dict[str, Path | pd.DataFrame]:
+    """The CSV files and summary.xlsx, with the tables they were made from."""
+    return {
         "projects": projects,
         "issues": issues,
         "reconciliation": money,
@@ -134,19 +157,11 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
         "indicators_csv": write_csv(pd.DataFrame(outcomes.indicators, columns=INDICATOR_COLUMNS),
                                     out_dir / "indicators.csv"),
         "waivers": waivers,
-        "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=year, projects=projects, issues=issues,
-                                      reconciliation=money, national=national, waivers=waivers,
-                                      changed=manifest.changed_projects(previous, states), versions=versions,
-                                      sample=registry.sample,
+        "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=registry.year, projects=projects, issues=issues,
+                                      reconciliation=money, national=national, waivers=waivers, changed=changed,
+                                      versions=versions, sample=registry.sample,
                                       more_sheets=[functools.partial(write_outcomes_sheet, outcomes=outcomes)]),
-        "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
-                                             version_keys=changes, versions=versions, money=money_states(money)),
-        "changes": out_dir / "changes",
     }
-    with engine.begin() as conn:
-        store.replace_exported_states(conn, year, states)
-    written["manifest"] = manifest.write_manifest(out_dir, run_id=run_id, rules=rules, registry=registry_version)
-    return written
 
 
 _CHANGES = "changes/"  # fingerprints of the changes workbooks, by file name
