@@ -95,10 +95,9 @@ def parse_date(s: pd.Series) -> pd.Series:
 
 @_per_distinct
 def parse_int(s: pd.Series) -> pd.Series:
-    """Int64 (NA when unreadable) from `12`, `12.0` (a number cell), `１２`, `1,200`."""
-    text = clean_text(s).str.replace(r"[,，\s]", "", regex=True)
-    ok = text.str.fullmatch(r"\d+(\.0+)?")
-    return pd.to_numeric(text.where(ok).str.replace(r"\.0+$", "", regex=True), errors="coerce").astype("Int64")
+    """Int64 (NA when unreadable) from `12`, `12.0` (a number cell), `１２`, `1,200`: int_of's reading."""
+    return pd.Series(pd.array([_int(_clean(cell)) for cell in s.to_numpy(dtype=object)], dtype="Int64"),
+                     index=s.index)
 
 
 # One value at a time, for messages and single cells (a pandas call per value costs milliseconds).
@@ -140,8 +139,16 @@ def date_of(typed: object) -> date | None:
 
 
 def int_of(typed: object) -> int | None:
-    text = re.sub(r"[,，\s]", "", unicodedata.normalize("NFKC", "" if typed is None else str(typed)))
-    return int(text.split(".")[0]) if re.fullmatch(r"\d+(\.0+)?", text) else None
+    return _int(_clean(typed))
+
+
+_INT_NOISE, _INT = re.compile(r"[,，\s]"), re.compile(r"\d+(\.0+)?")
+
+
+def _int(text: str) -> int | None:
+    """A cleaned text's integer: the one reading of an integer (parse_int's too)."""
+    text = _INT_NOISE.sub("", text)
+    return int(text.split(".")[0]) if _INT.fullmatch(text) else None
 
 
 def fen_to_yuan(fen: int) -> str:
