@@ -113,10 +113,12 @@ def _batch_frame(layout: SheetLayout, packages: list[PackageSheets]) -> pd.DataF
     # One concat for the cells and one take for the context: assigning context columns package by
     # package costs more than the data.
     per_row = context.take(np.repeat(np.arange(len(packages)), [len(sheet.excel_rows) for sheet in sheets]))
-    # The cells as one list per field, made once for the batch (fields in the order the packages name them).
-    cells = {"excel_row": list(chain.from_iterable(sheet.excel_rows for sheet in sheets))}
+    # The cells as one array per field, made once for the batch (fields in the order the packages name
+    # them). Typed arrays: from plain lists pandas would first infer what the million texts are.
+    cells = {"excel_row": np.fromiter(chain.from_iterable(sheet.excel_rows for sheet in sheets), dtype=np.int64)}
     for f in dict.fromkeys(f for sheet in sheets for f in sheet.cells):
-        cells[f] = list(chain.from_iterable(sheet.cells.get(f) or [np.nan] * len(sheet.excel_rows) for sheet in sheets))
+        cells[f] = np.array(list(chain.from_iterable(sheet.cells.get(f) or [np.nan] * len(sheet.excel_rows)
+                                                     for sheet in sheets)), dtype=object)
     return pd.concat([pd.DataFrame(cells), per_row.reset_index(drop=True)], axis=1)
 
 
