@@ -1,9 +1,11 @@
 """The list a unit gets back, `feedback/<project_code>.xlsx` (xlsxwriter).
 
 Two sheets come first: 说明 (the verdict in words, what to fix first, what to do next) and 问题清单
-(every finding, the package in use first). When the unit's own workbook can be read they are followed
-by a copy of it, with each offending cell filled (red fatal, yellow warning) and commented with the
-rule and the message, so the unit sees each problem where it typed it.
+(every finding, the package in use first). When a finding of the package in use points at a cell and
+the unit's own workbook can be read, they are followed by a copy of it, with each offending cell filled
+(red fatal, yellow warning) and commented with the rule and the message, so the unit sees each problem
+where it typed it. Findings that point at no cell (the money, a missing sheet or attachment) bring no
+copy: it would be the unit's own workbook back, with nothing to see in it.
 
 The copy is rebuilt from the values python-calamine reads; the unit's file is not re-saved (loading and
 saving it with openpyxl cost 60–70 ms a project, and a year holds ~1,800 of them). It keeps the values
@@ -114,9 +116,12 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
     unit's previous version (a 版本变更 sheet); versions: the rule-set and registry versions, on the cover.
     """
     rows = _ordered(findings, package)
-    grids = load_grids(unit_grids) if unit_grids is not None else _unit_sheets(workbook)
-    # xlsxwriter formats a cell when it is written, and the cover counts the marked cells: mark first.
-    marks = None if grids is None else _marks(grids, [f for f in rows if f.in_use], sheets)
+    # Only a finding of the package in use with a row can mark a cell: without one, the unit's sheets are
+    # not even loaded. xlsxwriter formats a cell when it is written, and the cover counts the marked cells:
+    # mark first.
+    pointing = [f for f in rows if f.in_use and f.row]
+    grids = (load_grids(unit_grids) if unit_grids is not None else _unit_sheets(workbook)) if pointing else None
+    marks = _marks(grids, pointing, sheets) if grids is not None else {}
     with atomic_path(path) as partial:
         # in_memory: no temporary files, and zip members stamped with a fixed time (same bytes each run).
         # Belt and braces with write_string: no text is ever turned into a formula, number or link.
@@ -128,13 +133,13 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
         cover = book.add_worksheet(COVER)
         _fill_cover(cover, formats, year=year, project=project, status=status,
                     package=package, rows=rows, deadline=deadline, money=money, sample=sample,
-                    marked=None if marks is None else sum(len(cells) for cells in marks.values()))
+                    marked=sum(len(cells) for cells in marks.values()))
         _versions_line(cover, formats, versions)
         _fill_list(book.add_worksheet(LIST), formats, rows)
         if changes is not None:
             _fill_changes(book.add_worksheet(CHANGES), formats, changes)
-        if grids is not None:
-            _copy_unit_sheets(book, formats, grids, marks or {})
+        if marks:
+            _copy_unit_sheets(book, formats, grids, marks)
         book.close()
     return path
 
@@ -337,7 +342,7 @@ MONEY_STATES = {
 
 
 def _fill_cover(sheet: Worksheet, formats: _Formats, *, year: int, project: dict, status: str, package: str,
-                rows: list[_Finding], marked: int | None, deadline: str, money: str = "",
+                rows: list[_Finding], marked: int, deadline: str, money: str = "",
                 sample: bool = False) -> None:
     in_use = [f for f in rows if f.in_use]
     fatal, warnings = [f for f in in_use if f.fatal], [f for f in in_use if not f.fatal]
@@ -421,7 +426,7 @@ def _section(sheet: Worksheet, formats: _Formats, row: int, heading: str, lines:
     return row + len(lines) + 1
 
 
-def _next_steps(status: str, has_warnings: bool, marked: int | None, deadline: str) -> list[str]:
+def _next_steps(status: str, has_warnings: bool, marked: int, deadline: str) -> list[str]:
     by_deadline = f"报送截止日期为 {deadline}，截止日期后收到的材料包将标记为逾期。" if deadline else ""
     if status == "rejected":
         steps = ["请按“问题清单”逐条改正：致命问题必须全部改正，警告请一并核对。",
@@ -435,11 +440,9 @@ def _next_steps(status: str, has_warnings: bool, marked: int | None, deadline: s
         steps = ["材料包已通过审核，无需重新报送。"]
         if has_warnings:
             steps.append("警告不影响审核结果，请逐条核对；如需更正，请重新报送整个材料包，以最新报送的版本为准。")
-    if marked is not None:
-        copy = f"本文件“{LIST}”之后的工作表是贵单位报送的工作簿副本"
-        steps.append(f"{copy}，有问题的 {marked} 个单元格已标色（红色为致命问题，黄色为警告），单元格批注写明了"
-                     "规则编号和修改要求。" if marked else f"{copy}。")
     if marked:
+        steps.append(f"本文件“{LIST}”之后的工作表是贵单位报送的工作簿副本，有问题的 {marked} 个单元格已标色（红色为"
+                     "致命问题，黄色为警告），单元格批注写明了规则编号和修改要求。")
         steps.append(f"请在贵单位的原工作簿中改正；如直接在本文件上修改，报送前请删除“{COVER}”“{LIST}”两张工作表。")
     steps.append("如有疑问，请联系市人力资源社会保障局专业技术人员管理处。")
     return [step for step in steps if step]

@@ -322,6 +322,18 @@ def test_feedback_without_a_usable_workbook_is_the_two_sheets(year, tmp_path, wo
     assert "标色" not in "".join(str(c.value) for row in book["说明"].iter_rows() for c in row)
 
 
+def test_feedback_whose_findings_point_at_no_cell_has_no_copy(year, tmp_path):
+    # The money, a missing attachment, a superseded version: nothing to mark, so no copy of the unit's
+    # own workbook comes back, and the cover does not speak of one.
+    issues = year["run"].issues[year["run"].issues.project_code == DEFECTIVE]
+    no_cell = issues[issues["row"].astype(str).str.strip().isin(["", "nan", "None"])]
+    assert len(no_cell) and len(no_cell) < len(issues)
+    book = openpyxl.load_workbook(feedback_for(year, tmp_path / "f.xlsx", findings=no_cell))
+    assert book.sheetnames == ["说明", "问题清单"]
+    assert len(rows(book["问题清单"])) - 1 == len(no_cell)
+    assert "副本" not in "".join(str(c.value) for row in book["说明"].iter_rows() for c in row)
+
+
 def unit_workbook(sheets: dict[str, list[list]]) -> bytes:
     """A unit's .xlsx as Excel writes it: values of every type, dates with a date format."""
     buffer = io.BytesIO()
