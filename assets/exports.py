@@ -219,7 +219,7 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
                              out_dir: Path, *, version_keys: dict[str, str] | None = None, versions: str = "",
                              money: dict[str, str] | None = None) -> Path:
     """feedback/<code>.xlsx for every registered project with something to act on: its findings, and
-    a marked copy of its workbook. A project with no finding gets none (a stale one is removed).
+    a marked copy of its workbook where a finding points at a cell. A project with no finding gets none (a stale one is removed).
     A file whose project, status and findings are as when it was last written is left as it is, so a
     backfill rewrites only what it changed (a file costs ~20 ms). A project with several package
     versions gets a 版本变更 sheet (version_keys: project -> its changes' key, write_changes_workbooks);

@@ -101,7 +101,8 @@ def parse_int(s: pd.Series) -> pd.Series:
 
 
 # One value at a time, for messages and single cells (a pandas call per value costs milliseconds).
-# Same patterns as the vectorised readers above; tests/test_values.py holds both to the same answers.
+# parse_amount and parse_int read each cell with these readings (_amount, _int); parse_date keeps pandas'
+# reading of dates, with the same pattern. tests/test_values.py holds both sides to the same answers.
 _AMOUNT_NOISE_RE, _AMOUNT_RE, _DATE_RE = re.compile(_AMOUNT_NOISE), re.compile(_AMOUNT), re.compile(_DATE)
 
 
