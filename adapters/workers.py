@@ -67,7 +67,10 @@ def map_isolated(fn: Callable[[T], R], items: Iterable[T], settings: WorkerSetti
 
     ``fn`` must be a module-level function, its items and results picklable. It should turn the errors
     it expects into results; any other exception is reported as a crash of that item. Items are taken
-    from ``items`` a few at a time (twice the workers ahead), so a generator of big items stays bounded."""
+    from ``items`` a few at a time (twice the workers ahead), so a generator of big items stays bounded.
+    Call it while no other thread of ours is busy: the pool forks its workers, a fork copies only the
+    calling thread, and a lock another thread holds at that moment stays locked in the worker for good
+    (a worker forked beside a busy thread once hung on an import lock)."""
     settings = settings or WorkerSettings.from_env()
     if settings.workers == 1:
         yield from _in_process(fn, items, settings)

@@ -10,7 +10,6 @@ import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -125,17 +124,13 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
     states = manifest.project_states(projects, money, registry, waiver_ids, rules)
     waivers = waiver_table(engine, year)
     changes = write_changes_workbooks(engine, year, out_dir / "changes")
-    # The feedback files go across the worker pool from a thread of their own while this one writes the
-    # CSVs and the summary workbook: the pool's cores are not left idle while the parent writes alone.
-    # The thread gets tables of its own (pandas does not promise that two threads may read one frame).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedback") as thread:
-        feedback_written = thread.submit(write_feedback_workbooks, engine, registry, projects.copy(), issues.copy(),
-                                         out_dir / "feedback", version_keys=changes, versions=versions,
-                                         money=money_states(money))
-        written = _write_tables(registry, out_dir, projects=projects, issues=issues, money=money, national=national,
-                                waivers=waivers, outcomes=outcomes, versions=versions,
-                                changed=manifest.changed_projects(previous, states))
-        written["feedback"] = feedback_written.result()
+    # The feedback files go across the worker pool after the tables, not beside them from a second thread:
+    # the pool forks, and a worker forked while this thread wrote hung on an import lock (map_isolated).
+    written = _write_tables(registry, out_dir, projects=projects, issues=issues, money=money, national=national,
+                            waivers=waivers, outcomes=outcomes, versions=versions,
+                            changed=manifest.changed_projects(previous, states))
+    written["feedback"] = write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
+                                                   version_keys=changes, versions=versions, money=money_states(money))
     written["changes"] = out_dir / "changes"
     with engine.begin() as conn:
         store.replace_exported_states(conn, year, states)

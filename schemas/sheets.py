@@ -24,18 +24,20 @@ from pandera.config import ValidationDepth, config_context
 from pandera.typing import Series
 
 from adapters.registry import normalize_name
-from schemas.layout import ALLOWED_CATEGORIES, SOURCES_BY_LEVEL
+from schemas.layout import ALLOWED_CATEGORIES, LAYOUTS, SOURCES_BY_LEVEL
 from schemas.values import clean_text, is_blank, is_region_code, parse_amount, parse_date, parse_int, uscc_problem
 
 
-# How each typed field is read, and what S002 tells the unit it should look like.
+# What S002 tells the unit a typed field should look like, by the kind its template column has.
+_KIND_SHAPES = {"date": ("日期", "2023-06-01"), "amount": ("金额", "1234.50"), "integer": ("整数", "12"),
+                "days": ("天数", "2 或 0.5")}
+# How each typed field is read (its kind, as the layout declares it), and that shape.
 FIELD_KINDS: dict[str, tuple[str, str]] = {
-    **{f: ("日期", "2023-06-01") for f in ("service_start", "service_end", "filled_on", "spent_on", "start_date",
-                                          "end_date", "taken_on", "refunded_on", "published_on")},
-    **{f: ("金额", "1234.50") for f in ("amount", "audited_total")},
-    **{f: ("整数", "12") for f in ("year", "experts", "people_served", "trainees", "problems_solved")},
-    "service_days": ("天数", "2 或 0.5"),
+    column.field: _KIND_SHAPES[column.kind] for layout in LAYOUTS for column in layout.columns
+    if column.kind in _KIND_SHAPES
 }
+assert all(FIELD_KINDS[column.field] == _KIND_SHAPES[column.kind] for layout in LAYOUTS for column in layout.columns
+           if column.kind in _KIND_SHAPES), "a field is read the same way in every sheet"
 # Text fields the checks compare after clean_text (S004, S005, S007): read once by prepare too.
 CLEANED_FIELDS = ("category", "funding_source", "voucher_no")
 POSITIVE_AMOUNTS = ("amount",)  # S006: an expense or a leftover must be positive with at most 2 decimals
