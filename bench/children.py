@@ -47,6 +47,7 @@ class Child:
     steps: list[tuple[str, float]] = field(default_factory=list)  # pipeline runs: where the time went
     maxrss_mib: float = 0.0  # wait4's: the largest single process
     processes: int = 1  # the most processes seen in its tree at once
+    tries: list[float] = field(default_factory=list)  # a measurement taken more than once: each try's wall
 
     @property
     def ok(self) -> bool:

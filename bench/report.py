@@ -124,7 +124,10 @@ def table_rows(children: dict[str, Child], figures: dict, bound: dict, *, e2e_ma
                 f"(target {op.replace('<=', '≤').replace('>=', '≥')} {target}: {met})")
 
     def took(child: Child) -> str:
-        return "not run" + status_of(child) if child.skipped else fmt_s(child.wall_s) + status_of(child)
+        if child.skipped:
+            return "not run" + status_of(child)
+        tries = f" (best of {' and '.join(map(fmt_s, child.tries))})" if len(child.tries) > 1 else ""
+        return fmt_s(child.wall_s) + tries + status_of(child)
 
     def where(child: Child) -> None:
         if child.steps:

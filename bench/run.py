@@ -14,7 +14,8 @@ Measurements (SCALE shrinks the line counts and the number of xlsx packages; rat
   Dagster home, against two floors doing the same work (bench/floors.py: the same CSVs out of the same
   zips, the S002–S008 checks, the group-by reconciliation and a raw sqlite3 executemany of the rows),
   one in pandas, one in polars; both must find the same failing cells. fast_floor_ratio is e2e over the
-  faster floor; e2e_ratio e2e over the pandas floor (the figure of earlier results).
+  faster floor; e2e_ratio e2e over the pandas floor (the figure of earlier results). Each of the three
+  runs twice and the faster try counts (a single ~10-second reading moved by up to a third between runs).
 - peak RSS of the pipeline runs, each over its process tree (the run and its workers together).
 - validation: assets.validation.validate_sheets on those lines (parsed by assets.sheets) against the
   same hand-written masks on the same frame.
@@ -107,36 +108,51 @@ def orchestrate(args: argparse.Namespace) -> int:
     children: dict[str, Child] = {}
 
     def step(name: str, cmd: list[str], home: str | None = None, registry: Path = e2e.registry,
-             skip: str = "") -> Child:
+             skip: str = "", label: str = "") -> Child:
+        label = label or name  # a measurement taken more than once (best_of) logs each try apart
         left = deadline - time.perf_counter()
         if not skip and name not in only:
             skip = "not asked for (--only)"
         if not skip and left < 15:
             skip = f"out of the {args.budget / 60:g}-minute budget"
         if skip:
-            say(f"  {name}: not run ({skip})")
-            child = Child(name, 0.0, None, 0.0, work / f"{name}.log", datetime.now(), skipped=skip)
+            say(f"  {label}: not run ({skip})")
+            child = Child(name, 0.0, None, 0.0, work / f"{label}.log", datetime.now(), skipped=skip)
         else:
-            say(f"  {name} …")
+            say(f"  {label} …")
             cap = TIMEOUTS[name] if args.budget else 10**9
             child = run_child(name, cmd, env=pipeline_env(work, home or "home-parts", registry),
-                              log=work / f"{name}.log", timeout=min(cap, left - 10))
+                              log=work / f"{label}.log", timeout=min(cap, left - 10))
             if home:
                 child.steps = run_steps(child, work / home)
-            say(f"  {name}: {fmt_s(child.wall_s)}, peak {child.peak_mib:.0f} MiB{status_of(child)}")
+            say(f"  {label}: {fmt_s(child.wall_s)}, peak {child.peak_mib:.0f} MiB{status_of(child)}")
         children[name] = child
         return child
 
+    def best_of(name: str, tries: list[tuple[list[str], str | None]]) -> int:
+        """The same measurement taken once per (command, Dagster home), each from fresh files; the fastest
+        finished one counts, and its index is returned. The ratio to the floor rests on two ~10-second
+        runs, and one reading of either moved by up to a third from run to run at the same code (the
+        polars floor: 5.4 to 8.1 s)."""
+        taken = [step(name, cmd, home, label=f"{name}-{i}") for i, (cmd, home) in enumerate(tries)]
+        best = min([t for t in taken if t.ok] or taken, key=lambda t: t.wall_s)
+        best.tries = [t.wall_s for t in taken if not t.skipped]
+        best.peak_mib = max(t.peak_mib for t in taken)  # memory is not a best-of: the highest try counts
+        children[name] = best
+        return taken.index(best)
+
     # The floors, the reader and validation first: they are quick and do not depend on the pipeline's speed.
     for engine in ("pandas", "polars"):
-        step(f"floor_{engine}", script("floors", engine, inbox=e2e.inbox, registry=e2e.registry, year=year,
-                                       db=work / f"floor_{engine}.db", cells=work / f"floor_{engine}.cells.tsv"))
+        best_of(f"floor_{engine}", [(script("floors", engine, inbox=e2e.inbox, registry=e2e.registry, year=year,
+                                            db=work / f"floor_{engine}-{i}.db",
+                                            cells=work / f"floor_{engine}.cells.tsv"), None) for i in range(2)])
     cells = compare_floors(work, children)
     step("xlsx", script("parts", "xlsx", lines=max(1000, round(100_000 * scale))))
     step("validate", script("parts", "validate", inbox=e2e.inbox, registry=e2e.registry, year=year))
-    # e2e: the pipeline over the CSV year (fresh warehouse, fresh Dagster home)
-    step("e2e", etl_run(year, e2e.inbox, work / "e2e-exports", work / "e2e.db", e2e.registry), "home-e2e")
-    exports = {"e2e": report.read_exports(work / "e2e-exports" / str(year))}
+    # e2e: the pipeline over the CSV year (each try a fresh warehouse and Dagster home)
+    kept = best_of("e2e", [(etl_run(year, e2e.inbox, work / f"e2e-exports-{i}", work / f"e2e-{i}.db", e2e.registry),
+                            f"home-e2e-{i}") for i in range(2)])
+    exports = {"e2e": report.read_exports(work / f"e2e-exports-{kept}" / str(year))}
     # many packages, then one late package into that warehouse, against the same package into an empty one
     inbox = work / "many-inbox"
     link_tree(many.inbox / str(year), inbox / str(year))
