@@ -87,10 +87,10 @@ def parse_amount(s: pd.Series) -> pd.DataFrame:
 
 @_per_distinct
 def parse_date(s: pd.Series) -> pd.Series:
-    """Datetime64 (NaT when unreadable) from `2023-06-01`, `2023/6/1`, `2023.06.01`, `2023年6月1日`."""
-    parts = clean_text(s).str.extract(_DATE)
-    iso = parts["y"] + "-" + parts["m"].str.zfill(2) + "-" + parts["d"].str.zfill(2)
-    return pd.to_datetime(iso, format="%Y-%m-%d", errors="coerce")
+    """Datetime64 (NaT when unreadable) from `2023-06-01`, `2023/6/1`, `2023.06.01`, `2023年6月1日`: date_of's
+    reading."""
+    days = np.array([_date(_clean(cell)) for cell in s.to_numpy(dtype=object)], dtype="datetime64[D]")
+    return pd.Series(days.astype("datetime64[ns]"), index=s.index)
 
 
 @_per_distinct
@@ -101,8 +101,8 @@ def parse_int(s: pd.Series) -> pd.Series:
 
 
 # One value at a time, for messages and single cells (a pandas call per value costs milliseconds).
-# parse_amount and parse_int read each cell with these readings (_amount, _int); parse_date keeps pandas'
-# reading of dates, with the same pattern. tests/test_values.py holds both sides to the same answers.
+# parse_amount, parse_date and parse_int read each cell with these readings (_amount, _date, _int);
+# tests/test_values.py holds both sides to the same answers.
 _AMOUNT_NOISE_RE, _AMOUNT_RE, _DATE_RE = re.compile(_AMOUNT_NOISE), re.compile(_AMOUNT), re.compile(_DATE)
 
 
@@ -130,13 +130,24 @@ def _amount(text: str) -> tuple[bool, int | None, int | None]:
 
 
 def date_of(typed: object) -> date | None:
-    parts = _DATE_RE.match(unicodedata.normalize("NFKC", "" if typed is None else str(typed)).strip())
+    return _date(_clean(typed))
+
+
+# The years a typed date may have: what pandas' datetime64[ns] holds (1677-09-21 to 2262-04-11), whole
+# years only. No date of this programme is near either end.
+_YEARS = range(1678, 2262)
+
+
+def _date(text: str) -> date | None:
+    """A cleaned text's date: the one reading of a date (parse_date's too)."""
+    parts = _DATE_RE.match(text)
     if parts is None:
         return None
     try:
-        return date(int(parts["y"]), int(parts["m"]), int(parts["d"]))
+        day = date(int(parts["y"]), int(parts["m"]), int(parts["d"]))
     except ValueError:
         return None
+    return day if day.year in _YEARS else None
 
 
 def int_of(typed: object) -> int | None:

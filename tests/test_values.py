@@ -63,9 +63,11 @@ def test_region_codes():
         True, True, True, False, False, False]
 
 
-# "١٢٣": digits of another script, which NFKC leaves as they are; the two readers once disagreed on them.
+# "١٢٣": digits of another script, which NFKC leaves as they are; the two readers once disagreed on them,
+# and on dates outside the years pandas holds.
 SAMPLES = ["1234.5", "1,234.50", "¥1,234.50", "１２３４．５０", "-5", "1.234", "abc", "", "0.01", " 7 元", "1.", "١٢٣",
-           "2023-06-01", "2023/6/1", "2023年6月1日", "2023-02-30", "2023.06.01 08:00"]
+           "2023-06-01", "2023/6/1", "2023年6月1日", "2023-02-30", "2023.06.01 08:00", "٢٠٢٣-٠٦-٠١", "1500-01-01",
+           "2262-05-01"]
 
 
 def test_one_value_readers_agree_with_the_vectorised_ones():
