@@ -124,25 +124,7 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
     states = manifest.project_states(projects, money, registry, waiver_ids, rules)
     waivers = waiver_table(engine, year)
     changes = write_changes_workbooks(engine, year, out_dir / "changes")
-    # The feedback files go across the worker pool after the tables, not beside them from a second thread:
-    # the pool forks, and a worker forked while this thread wrote hung on an import lock (map_isolated).
-    written = _write_tables(registry, out_dir, projects=projects, issues=issues, money=money, national=national,
-                            waivers=waivers, outcomes=outcomes, versions=versions,
-                            changed=manifest.changed_projects(previous, states))
-    written["feedback"] = write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
-                                                   version_keys=changes, versions=versions, money=money_states(money))
-    written["changes"] = out_dir / "changes"
-    with engine.begin() as conn:
-        store.replace_exported_states(conn, year, states)
-    written["manifest"] = manifest.write_manifest(out_dir, run_id=run_id, rules=rules, registry=registry_version)
-    return written
-
-
-def _write_tables(registry: YearRegistry, out_dir: Path, *, projects: pd.DataFrame, issues: pd.DataFrame,
-                  money: pd.DataFrame, national: pd.DataFrame, waivers: pd.DataFrame, outcomes, versions: str,
-                  changed) -> dict[str, Path | pd.DataFrame]:
-    """The CSV files and summary.xlsx, with the tables they were made from."""
-    return {
+    written = {
         "projects": projects,
         "issues": issues,
         "reconciliation": money,
@@ -152,11 +134,19 @@ def _write_tables(registry: YearRegistry, out_dir: Path, *, projects: pd.DataFra
         "indicators_csv": write_csv(pd.DataFrame(outcomes.indicators, columns=INDICATOR_COLUMNS),
                                     out_dir / "indicators.csv"),
         "waivers": waivers,
-        "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=registry.year, projects=projects, issues=issues,
-                                      reconciliation=money, national=national, waivers=waivers, changed=changed,
-                                      versions=versions, sample=registry.sample,
+        "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=year, projects=projects, issues=issues,
+                                      reconciliation=money, national=national, waivers=waivers,
+                                      changed=manifest.changed_projects(previous, states), versions=versions,
+                                      sample=registry.sample,
                                       more_sheets=[functools.partial(write_outcomes_sheet, outcomes=outcomes)]),
+        "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
+                                             version_keys=changes, versions=versions, money=money_states(money)),
+        "changes": out_dir / "changes",
     }
+    with engine.begin() as conn:
+        store.replace_exported_states(conn, year, states)
+    written["manifest"] = manifest.write_manifest(out_dir, run_id=run_id, rules=rules, registry=registry_version)
+    return written
 
 
 _CHANGES = "changes/"  # fingerprints of the changes workbooks, by file name
@@ -241,14 +231,16 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
         if code not in wanted:
             (out_dir / name).unlink(missing_ok=True)
             changes[name] = None
+    rows = {row.project_code: row for row in projects.itertuples(index=False)}
     with engine.connect() as conn:
         in_use = {p.project_code: p.id for p in store.package_versions(conn, year, todo)}  # the newest wins
-        # The unit's sheets as intake read them; the workbook itself only where intake kept no grids of it.
-        grids = store.package_grids(conn, list(in_use.values()), READER_KEY)
-        blobs = store.package_blobs(conn, [pid for pid in in_use.values() if pid not in grids])
-        sheets = store.package_sheets(conn, list(in_use.values()))
+        # The unit's sheets as intake read them (the workbook itself only where intake kept no grids of it),
+        # for the projects whose feedback copies them.
+        copied = [pid for code, pid in in_use.items() if feedback.needs_copy(issues.iloc[rows_of[code]], rows[code].package)]
+        grids = store.package_grids(conn, copied, READER_KEY)
+        blobs = store.package_blobs(conn, [pid for pid in copied if pid not in grids])
+        sheets = store.package_sheets(conn, copied)
         diffs = {code: package_changes(conn, year, code) for code in todo if code in version_keys}
-    rows = {row.project_code: row for row in projects.itertuples(index=False)}
     sheets_of: dict[int, dict[str, dict]] = defaultdict(dict)
     for (package_id, sheet), found in sheets.items():
         sheets_of[package_id][sheet] = found

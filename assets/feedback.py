@@ -116,10 +116,9 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
     unit's previous version (a 版本变更 sheet); versions: the rule-set and registry versions, on the cover.
     """
     rows = _ordered(findings, package)
-    # Only a finding of the package in use with a row can mark a cell: without one, the unit's sheets are
-    # not even loaded. xlsxwriter formats a cell when it is written, and the cover counts the marked cells:
-    # mark first.
-    pointing = [f for f in rows if f.in_use and f.row]
+    # Without a finding at a cell the unit's sheets are not even loaded. xlsxwriter formats a cell when it
+    # is written, and the cover counts the marked cells: mark first.
+    pointing = _at_cells(rows)
     grids = (load_grids(unit_grids) if unit_grids is not None else _unit_sheets(workbook)) if pointing else None
     marks = _marks(grids, pointing, sheets) if grids is not None else {}
     with atomic_path(path) as partial:
@@ -157,6 +156,17 @@ def _ordered(findings: pd.DataFrame, package: str) -> list[_Finding]:
         for f in records
     ]
     return sorted(rows, key=lambda f: (not f.in_use, not f.fatal))
+
+
+def _at_cells(rows: list[_Finding]) -> list[_Finding]:
+    """The findings that may mark a cell of the copy: the package in use's, with a row."""
+    return [f for f in rows if f.in_use and f.row]
+
+
+def needs_copy(findings: pd.DataFrame, package: str) -> bool:
+    """Whether the project's feedback may copy the unit's workbook (a finding points at a cell): the
+    caller loads the unit's sheets for write_feedback only then."""
+    return bool(_at_cells(_ordered(findings, package)))
 
 
 def _unit_sheets(workbook: bytes | None) -> dict[str, Grid] | None:

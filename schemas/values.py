@@ -22,9 +22,10 @@ import pandas as pd
 from adapters.workbook import SAMPLE, nearly_all_differ
 
 # Characters units put around amounts: currency signs, thousands separators, the 元 unit, spaces.
-_AMOUNT_NOISE = r"[¥￥,，\s元]"
-_AMOUNT = r"^(?P<sign>[-+]?)(?P<whole>\d+)(?:\.(?P<frac>\d*))?$"
-_DATE = r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$"
+_AMOUNT_NOISE_RE = re.compile(r"[¥￥,，\s元]")
+_AMOUNT_RE = re.compile(r"^(?P<sign>[-+]?)(?P<whole>\d+)(?:\.(?P<frac>\d*))?$")
+_DATE_RE = re.compile(
+    r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$")
 
 
 def _per_distinct(read):
@@ -80,7 +81,7 @@ def parse_amount(s: pd.Series) -> pd.DataFrame:
     Each cell is read by amount_of's own reading (one loop: pandas' extract and the arithmetic around
     it cost three times as much per cell, and amounts rarely repeat).
     """
-    readable, decimals, fen = zip(*map(_amount, map(_clean, s.to_numpy(dtype=object)))) if len(s) else ((), (), ())
+    readable, decimals, fen = zip(*_each(_amount, s)) if len(s) else ((), (), ())
     return pd.DataFrame({"fen": pd.array(fen, dtype="Int64"), "readable": np.array(readable, dtype=bool),
                          "decimals": pd.array(decimals, dtype="Int64")}, index=s.index)
 
@@ -89,21 +90,23 @@ def parse_amount(s: pd.Series) -> pd.DataFrame:
 def parse_date(s: pd.Series) -> pd.Series:
     """Datetime64 (NaT when unreadable) from `2023-06-01`, `2023/6/1`, `2023.06.01`, `2023年6月1日`: date_of's
     reading."""
-    days = np.array([_date(_clean(cell)) for cell in s.to_numpy(dtype=object)], dtype="datetime64[D]")
+    days = np.array(_each(_date, s), dtype="datetime64[D]")
     return pd.Series(days.astype("datetime64[ns]"), index=s.index)
 
 
 @_per_distinct
 def parse_int(s: pd.Series) -> pd.Series:
     """Int64 (NA when unreadable) from `12`, `12.0` (a number cell), `１２`, `1,200`: int_of's reading."""
-    return pd.Series(pd.array([_int(_clean(cell)) for cell in s.to_numpy(dtype=object)], dtype="Int64"),
-                     index=s.index)
+    return pd.Series(pd.array(_each(_int, s), dtype="Int64"), index=s.index)
+
+
+def _each(read, s: pd.Series) -> list:
+    """read (one of the one-value readings below) of each cell of s, cleaned as clean_text cleans it."""
+    return [read(_clean(cell)) for cell in s.to_numpy(dtype=object)]
 
 
 # One value at a time, for messages and single cells (a pandas call per value costs milliseconds).
-# parse_amount, parse_date and parse_int read each cell with these readings (_amount, _date, _int);
-# tests/test_values.py holds both sides to the same answers.
-_AMOUNT_NOISE_RE, _AMOUNT_RE, _DATE_RE = re.compile(_AMOUNT_NOISE), re.compile(_AMOUNT), re.compile(_DATE)
+# parse_amount, parse_date and parse_int read each cell with these readings (_amount, _date, _int).
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Reading what units type: amounts into exact fen, dates, integers, USCC and region codes."""
 
+from datetime import date
+
 import pandas as pd
 import pytest
 
@@ -82,6 +84,16 @@ def test_one_value_readers_agree_with_the_vectorised_ones():
         assert date_of(typed) == (None if pd.isna(dates.iloc[i]) else dates.iloc[i].date()), typed
     for typed, vectorised in zip(SAMPLES + ["12", "12.0", "1,200"], parse_int(pd.Series(SAMPLES + ["12", "12.0", "1,200"]))):
         assert int_of(typed) == (None if pd.isna(vectorised) else vectorised), typed
+
+
+def test_digits_of_another_script_read_and_years_pandas_cannot_hold_do_not():
+    # What both readers answer (the test above holds them to each other, not to an answer).
+    from schemas.values import amount_of, date_of, int_of
+
+    assert amount_of("١٢٣").fen == 12300 and int_of("١٢٣") == 123
+    assert date_of("٢٠٢٣-٠٦-٠١") == date(2023, 6, 1)
+    assert date_of("1500-01-01") is None and date_of("2262-05-01") is None and date_of("2261-12-31") == date(2261, 12, 31)
+    assert parse_date(pd.Series(["1500-01-01", "2261-12-31"])).isna().tolist() == [True, False]
 
 
 def test_readers_answer_each_cell_as_if_read_alone():
