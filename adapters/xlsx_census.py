@@ -36,6 +36,10 @@ _LAST_ROW = re.compile(rb'<(?:[A-Za-z]+:)?row\b[^>]*?\br="([0-9]+)"')
 _DIMENSION = re.compile(rb'<(?:[A-Za-z]+:)?dimension\b[^>]*/>')
 _FORMULA = re.compile(rb'<(?:[A-Za-z]+:)?f[\s>/]')
 _VALUE = re.compile(rb'<(?:[A-Za-z]+:)?v>[^<]')
+# Every sheet with a formula has an element ending "f>" (<f>, </f>, </x:f>): a shared formula's self-closed
+# followers come with their first cell's <f …>…</f>. Searched by a compiled pattern: re skips ahead to each
+# "f", where `b"f>" in xml` stops at every ">" of the sheet (9 against 26 ms on a 30 MB sheet).
+_FORMULA_END = re.compile(rb"f>")
 
 # A sheet whose cells span more than this many rows × columns is looked at cell by cell (8 columns of a
 # million rows is fine; 16,384 columns of them is not).
@@ -148,9 +152,7 @@ def _last_row_before_gap(rows: list[int]) -> int:
 
 def _may_hold_formulas(xml: bytes) -> bool:
     """A cheap look for a formula element (<f>, <f …>, or with a namespace prefix) before the cell scan."""
-    # Every sheet with a formula has an element ending "f>" (<f>, </f>, </x:f>): a shared formula's
-    # self-closed followers come with their first cell's <f …>…</f>. One sweep, no regex.
-    return b"f>" in xml and bool(_FORMULA.search(xml))
+    return _FORMULA_END.search(xml) is not None and _FORMULA.search(xml) is not None
 
 
 def _formulas_without_value(xml: bytes) -> list[tuple[int, int]]:
