@@ -189,7 +189,9 @@ def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry, log=Non
     progress = Progress(f"intake {year}", len(refs), log)
     for results in _commits(_read_all(refs, year, log)):
         with engine.begin() as conn:
-            ids = store.insert_packages(conn, [(_package_row(year, result), result.files) for result in results])
+            ids = store.insert_packages(conn, [(_package_row(year, result), result.files,
+                                              dict(workbook=result.workbook, expenses_csv=result.expenses_csv))
+                                             for result in results])
             store.put_readings(conn, READER_KEY, {package_id: result.reading for package_id, result in zip(ids, results)
                                                   if result.reading is not None})
             store.replace_findings(conn, "intake", [store.finding_row(year, package_id, None, f)
@@ -262,8 +264,8 @@ def _package_row(year: int, result: IntakeResult) -> dict:
         modified_at=ref.modified_at.astimezone(timezone.utc).replace(tzinfo=None), mtime_ns=ref.cache_key[2],
         ingested_at=store.utcnow(), declared_code=result.declared_code, declared_code_row=result.declared_code_row,
         declared_code_header=result.declared_code_header, declared_unit=result.declared_unit,
-        intake_status=result.status, workbook_member=result.workbook_member, workbook=result.workbook,
-        expenses_csv=result.expenses_csv, expenses_csv_member=result.expenses_csv_member,
+        intake_status=result.status, workbook_member=result.workbook_member,
+        expenses_csv_member=result.expenses_csv_member,
     )
 
 

@@ -89,15 +89,24 @@ class Package(Base):
     project_code: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     # "refused": intake found a fatal package-level problem; "readable": the sheets can be validated.
     intake_status: Mapped[str] = mapped_column(String(16))
-    workbook_member: Mapped[str] = mapped_column(String(500), default="")
-    # The unit's own workbook (or 经费支出.csv beside it), kept so figures stay traceable even if
-    # the inbox file is later replaced, and so the feedback copy can be made from it.
-    workbook: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    expenses_csv: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    workbook_member: Mapped[str] = mapped_column(String(500), default="")  # its bytes: PackageBlob
     expenses_csv_member: Mapped[str] = mapped_column(String(500), default="")
     # What the version was last validated against (assets.validation.validation_key): a run validates
     # only versions whose key changed, so a year of thousands of packages is not read again each night.
     validated_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class PackageBlob(Base):
+    """A package version's workbook (and 经费支出.csv beside it) as the unit handed them in, kept so figures
+    stay traceable even if the inbox file is later replaced, and so the feedback copy can be made from it.
+
+    Written once, never updated: apart from the package row, which routing and validation update every
+    run (SQLite rewrites a whole record on each update, inline blobs included)."""
+
+    __tablename__ = "package_blob"
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), primary_key=True)
+    workbook: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    expenses_csv: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class PackageFile(Base):

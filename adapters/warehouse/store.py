@@ -24,6 +24,7 @@ from adapters.warehouse.models import (
     GrantRule,
     NationalFiling,
     Package,
+    PackageBlob,
     PackageFile,
     PackageReading,
     PackageSheet,
@@ -72,16 +73,19 @@ def stored_versions(conn: Connection, year: int) -> set[tuple[str, str]]:
     return set(conn.execute(select(Package.name, Package.sha256).where(Package.year == year)).all())
 
 
-def insert_packages(conn: Connection, packages: Sequence[tuple[dict, Sequence[dict]]]) -> list[int]:
-    """Store package versions (each its row and its files) and return their ids, in order. Two
-    statements for the lot: a national year's first intake stores thousands of packages."""
+def insert_packages(conn: Connection, packages: Sequence[tuple[dict, Sequence[dict], dict]]) -> list[int]:
+    """Store package versions (each its row, its files and its blobs: workbook, expenses_csv) and return
+    their ids, in order. Three statements for the lot: a national year's first intake stores thousands."""
     if not packages:
         return []
     ids = conn.execute(insert(Package).returning(Package.id, sort_by_parameter_order=True),
-                       [values for values, _ in packages]).scalars().all()
-    files = [dict(f, package_id=package_id) for package_id, (_, listed) in zip(ids, packages) for f in listed]
+                       [values for values, _, _ in packages]).scalars().all()
+    files = [dict(f, package_id=package_id) for package_id, (_, listed, _) in zip(ids, packages) for f in listed]
     if files:
         conn.execute(insert(PackageFile), files)
+    blobs = [dict(blob, package_id=package_id) for package_id, (_, _, blob) in zip(ids, packages) if any(blob.values())]
+    if blobs:
+        conn.execute(insert(PackageBlob), blobs)
     return list(ids)
 
 
@@ -114,9 +118,10 @@ def package_versions(conn: Connection, year: int, codes: Sequence[str] | None = 
 
 
 def package_blobs(conn: Connection, package_ids: Sequence[int]) -> dict[int, tuple[bytes | None, bytes | None]]:
-    """package id -> (workbook, 经费支出.csv) as the unit handed them in."""
-    rows = conn.execute(select(Package.id, Package.workbook, Package.expenses_csv).where(Package.id.in_(list(package_ids))))
-    return {pid: (workbook, csv) for pid, workbook, csv in rows}
+    """package id -> (workbook, 经费支出.csv) as the unit handed them in ((None, None): it had neither)."""
+    b = PackageBlob
+    rows = conn.execute(select(b.package_id, b.workbook, b.expenses_csv).where(b.package_id.in_(list(package_ids))))
+    return {pid: (None, None) for pid in package_ids} | {pid: (workbook, csv) for pid, workbook, csv in rows}
 
 
 def package_readings(conn: Connection, package_ids: Sequence[int], reader_key: str) -> dict[int, tuple[bytes, int]]:
