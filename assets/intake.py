@@ -53,7 +53,8 @@ class IntakeResult:
     workbook_member: str = ""
     workbook: bytes | None = None
     expenses_csv_member: str = ""
-    expenses_csv: bytes | None = None
+    expenses_csv: bytes | None = None  # while it is read; then kept deflated (below)
+    expenses_csv_zlib: bytes | None = None
     declared_code: str = ""  # 项目编号 as typed
     declared_code_row: int | None = None
     declared_code_header: str = "项目编号"
@@ -81,19 +82,25 @@ def identify_package(ref: PackageRef) -> IntakeResult:
 
 def _read_package(ref: PackageRef, *, whole: bool) -> IntakeResult:
     result = IntakeResult(ref)
+    _read_into(result, whole=whole)
+    if result.expenses_csv is not None:  # read: what is kept travels to the parent and the warehouse deflated
+        result.expenses_csv_zlib, result.expenses_csv = store.deflate_csv(result.expenses_csv), None
+    return result
+
+
+def _read_into(result: IntakeResult, *, whole: bool) -> None:
     try:
-        with open_package(ref) as package:
+        with open_package(result.ref) as package:
             _read_members(package, result)
     except UnsafePackage as problem:
         result.refuse(make_finding("P004", detail=problem.detail_zh))
-        _identify_refused(ref, result)
-        return result
+        _identify_refused(result.ref, result)
+        return
     except PackageError as problem:
         result.refuse(make_finding("P001", detail=problem.detail_zh))
-        return result
+        return
     if result.workbook is not None:
         _read_workbook(result, whole=whole)
-    return result
 
 
 def _read_members(package: OpenedPackage, result: IntakeResult) -> None:
@@ -190,7 +197,7 @@ def ingest_year(engine: Engine, inbox_dir: Path, registry: YearRegistry, log=Non
     for results in _commits(_read_all(refs, year, log)):
         with engine.begin() as conn:
             ids = store.insert_packages(conn, [(_package_row(year, result), result.files,
-                                              dict(workbook=result.workbook, expenses_csv=result.expenses_csv))
+                                              dict(workbook=result.workbook, expenses_csv_zlib=result.expenses_csv_zlib))
                                              for result in results])
             store.put_readings(conn, READER_KEY, {package_id: result.reading for package_id, result in zip(ids, results)
                                                   if result.reading is not None})
@@ -228,7 +235,7 @@ def _commits(results: Iterator[IntakeResult]) -> Iterator[list[IntakeResult]]:
     batch, size = [], 0
     for result in results:
         batch.append(result)
-        size += len(result.workbook or b"") + len(result.expenses_csv or b"") + (result.reading.size if result.reading else 0)
+        size += len(result.workbook or b"") + len(result.expenses_csv_zlib or b"") + (result.reading.size if result.reading else 0)
         if len(batch) >= _PACKAGES_PER_COMMIT or size >= _BYTES_PER_COMMIT:
             yield batch
             batch, size = [], 0

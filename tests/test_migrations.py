@@ -1,12 +1,13 @@
 """The migrations build exactly the schema the models describe, on SQLite and PostgreSQL, and a
 warehouse made by an earlier migration is brought up to date without losing a package."""
 
+import zlib
 from datetime import datetime
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import LargeBinary, column, create_engine, func, insert, select, table
+from sqlalchemy import LargeBinary, column, create_engine, insert, select, table
 
 from adapters.warehouse import store, upgrade
 from adapters.warehouse.engine import alembic_config
@@ -40,7 +41,7 @@ def test_an_earlier_warehouse_is_upgraded_in_place(database_url):
 
 
 def test_the_units_files_move_to_their_own_table_byte_for_byte(database_url):
-    """0007 moves each version's workbook and CSV out of the package row; downgrading moves them back."""
+    """0007 moves each version's workbook and CSV (deflated) out of the package row; downgrading moves them back."""
     engine = create_engine(database_url)
     command.upgrade(alembic_config(engine), "0006")
     workbook, csv = bytes(range(256)) * 40, "序号,金额\n1,0.10\n".encode("gbk")
@@ -57,7 +58,9 @@ def test_the_units_files_move_to_their_own_table_byte_for_byte(database_url):
     upgrade(engine)
     with engine.connect() as conn:
         assert store.package_blobs(conn, [1, 2, 3]) == {1: (workbook, csv), 2: (workbook, None), 3: (None, None)}
-        assert conn.execute(select(func.count()).select_from(PackageBlob)).scalar() == 2  # none for a version without
+        kept = dict(conn.execute(select(PackageBlob.package_id, PackageBlob.expenses_csv_zlib)).all())
+    assert kept.keys() == {1, 2}  # none for a version without either
+    assert zlib.decompress(kept[1]) == csv and kept[2] is None  # the CSV kept deflated
     command.downgrade(alembic_config(engine), "0006")
     with engine.connect() as conn:
         moved_back = conn.execute(select(package.c.id, package.c.workbook, package.c.expenses_csv).order_by("id")).all()

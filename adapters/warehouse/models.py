@@ -105,8 +105,8 @@ class PackageBlob(Base):
 
     __tablename__ = "package_blob"
     package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), primary_key=True)
-    workbook: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    expenses_csv: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    workbook: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # as handed in (already a zip)
+    expenses_csv_zlib: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # store.deflate_csv
 
 
 class PackageFile(Base):
