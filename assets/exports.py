@@ -140,7 +140,7 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
                                       sample=registry.sample,
                                       more_sheets=[functools.partial(write_outcomes_sheet, outcomes=outcomes)]),
         "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
-                                             version_keys=changes, versions=versions, money=money_states(money)),
+                                             version_keys=changes, versions=versions, money=project_money(money)),
         "changes": out_dir / "changes",
     }
     with engine.begin() as conn:
@@ -188,21 +188,26 @@ _FEEDBACK = "feedback/"  # fingerprints of the feedback files, by file name
 _FEEDBACK_CODE = code_hash(feedback)  # a changed workbook layout rewrites every file once
 
 
-def money_states(money: pd.DataFrame) -> dict[str, str]:
-    """project -> what its feedback says of its money (feedback.MONEY_STATES): final, provisional,
-    or unreconciled because no package arrived or its amounts/sources could not be read."""
+_MONEY_SENTENCE = ["funding_source", "granted", "spent", "balance", "refund_to", "refund_declared", "status"]
+
+
+def project_money(money: pd.DataFrame) -> dict[str, feedback.ProjectMoney]:
+    """project -> what its feedback says of its money: final, provisional, or unreconciled because no
+    package arrived or its amounts/sources could not be read; and its figures per funding source."""
     states = {}
     for code, rows in money.groupby("project_code"):
         if (rows["status"] == "unreconciled").all():
-            states[code] = "unreadable" if (rows["package"] != "").any() else "no_package"
+            states[code] = feedback.ProjectMoney("unreadable" if (rows["package"] != "").any() else "no_package")
         else:
-            states[code] = "provisional" if rows["provisional"].any() else "final"
+            lines = (feedback.money_sentence(*row) for row in rows[_MONEY_SENTENCE].itertuples(index=False))
+            states[code] = feedback.ProjectMoney("provisional" if rows["provisional"].any() else "final",
+                                                 tuple(line for line in lines if line))
     return states
 
 
 def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: pd.DataFrame, issues: pd.DataFrame,
                              out_dir: Path, *, version_keys: dict[str, str] | None = None, versions: str = "",
-                             money: dict[str, str] | None = None) -> Path:
+                             money: dict[str, feedback.ProjectMoney] | None = None) -> Path:
     """feedback/<code>.xlsx for every registered project with something to act on: its findings, and
     a marked copy of its workbook where a finding points at a cell. A project with no finding gets none (a stale one is removed).
     A file whose project, status and findings are as when it was last written is left as it is, so a
@@ -221,7 +226,7 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
     for row in projects.itertuples(index=False):
         positions = rows_of.get(row.project_code)
         if positions is not None:
-            wanted[row.project_code] = _fingerprint((*row, (money or {}).get(row.project_code, "")), hashes[positions],
+            wanted[row.project_code] = _fingerprint((*row, (money or {}).get(row.project_code)), hashes[positions],
                                                     versions + version_keys.get(row.project_code, ""))
     todo = [code for code, fp in wanted.items()
             if written.get(f"{code}.xlsx") != fp or not (out_dir / f"{code}.xlsx").exists()]
@@ -256,7 +261,7 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
                 workbook=blobs[package_id][0] if package_id in blobs else None, unit_grids=grids.get(package_id),
                 sheets=sheets_of[package_id] if package_id is not None else {},
                 deadline=registry.deadline.isoformat(), changes=diffs.get(code), versions=versions,
-                money=(money or {}).get(code, ""), sample=registry.sample,
+                money=(money or {}).get(code), sample=registry.sample,
             )
 
     # Written across the worker pool: a big workbook's copy reads the unit's bytes again.

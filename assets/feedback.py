@@ -106,7 +106,7 @@ Marks = dict[str, dict[Place, list[_Finding]]]
 
 def write_feedback(path: Path, *, year: int, project: dict, status: str, package: str, findings: pd.DataFrame,
                    workbook: bytes | None, sheets: dict[str, dict], deadline: str = "", unit_grids: bytes | None = None,
-                   changes: PackageChanges | None = None, versions: str = "", money: str = "",
+                   changes: PackageChanges | None = None, versions: str = "", money: ProjectMoney | None = None,
                    sample: bool = False) -> Path:
     """Write the unit's feedback workbook atomically and return its path.
 
@@ -340,9 +340,9 @@ def _title(rule_id: str) -> str:
 
 # --- 说明 ----------------------------------------------------------------------------------------------
 
-# What the cover says of the money (reconciliation.csv's figures for the project).
+# What the cover says of the money: its state, then the project's figures (ProjectMoney).
 MONEY_STATES = {
-    "final": "经费对账结果为最终结果：本材料包没有致命问题，reconciliation.csv 中的拨付、支出、结余数即为审核结果。",
+    "final": "经费对账结果为最终结果：本材料包没有致命问题，以下各经费来源的拨付、支出、结余数即为审核结果。",
     "provisional": "经费对账结果为暂定：已按本材料包的经费支出对账（超支、结余等问题已一并列出），但材料包还有致命问题，"
                    "改正重新报送后将重新对账，数字可能变化。",
     "unreadable": "尚未对账：经费支出中有金额或经费来源无法识别（或材料包无法读取），请先改正经费支出表中的金额、"
@@ -351,8 +351,36 @@ MONEY_STATES = {
 }
 
 
+@dataclass(frozen=True)
+class ProjectMoney:
+    """What a cover says of its project's money: the state (a MONEY_STATES key) and, where the project
+    was reconciled, a sentence per funding source (money_sentence). The unit never receives
+    reconciliation.csv: its own figures, and what it must refund to whom, are told here."""
+
+    state: str
+    lines: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> list[str]:
+        return [MONEY_STATES[self.state], *self.lines]
+
+
+def money_sentence(source: str, granted: str, spent: str, balance: str, refund_to: str, refund_declared: str,
+                   status: str) -> str | None:
+    """A funding source's row of reconciliation.csv (its exact decimals as exported) as the unit reads it;
+    None for an unreconciled row (the state says why)."""
+    head = f"{source}：拨付 {granted} 元，支出 {spent} 元"
+    if status == "balanced":
+        return f"{head}，收支相符。"
+    if status == "overspent":
+        return f"{head}，超支 {balance.removeprefix('-')} 元。"
+    if status == "refund_due":
+        return f"{head}，结余 {balance} 元，应退回{refund_to}（结余说明填报 {refund_declared} 元）。"
+    return None
+
+
 def _fill_cover(sheet: Worksheet, formats: _Formats, *, year: int, project: dict, status: str, package: str,
-                rows: list[_Finding], marked: int, deadline: str, money: str = "",
+                rows: list[_Finding], marked: int, deadline: str, money: ProjectMoney | None = None,
                 sample: bool = False) -> None:
     in_use = [f for f in rows if f.in_use]
     fatal, warnings = [f for f in in_use if f.fatal], [f for f in in_use if not f.fatal]
@@ -370,8 +398,8 @@ def _fill_cover(sheet: Worksheet, formats: _Formats, *, year: int, project: dict
         ("审核结果", _STATUS_SENTENCE.get(status, PROJECT_STATUS_ZH.get(status, status))),
         ("问题数量", counts),
     ]
-    if money in MONEY_STATES:
-        facts.append(("经费对账", MONEY_STATES[money]))
+    if money is not None:
+        facts += [("经费对账" if i == 0 else "", line) for i, line in enumerate(money.text)]
     _merged(sheet, 0, f"{year}年度{SAMPLE_NOTE if sample else ''}专家服务基层项目材料审核反馈", formats.title)
     row = 2
     for label, value in facts:

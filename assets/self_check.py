@@ -18,8 +18,8 @@ import pandas as pd
 from adapters.fee_caps import FeeCaps
 from adapters.registry import YearRegistry
 from adapters.warehouse import connect, store, upgrade
-from assets.exports import issues_table, money_states, reconciliation_table
-from assets.feedback import write_feedback
+from assets.exports import issues_table, project_money, reconciliation_table
+from assets.feedback import ProjectMoney, write_feedback
 from assets.intake import ingest_year
 from assets.national import prepare_reports, report_keys
 from assets.reconciliation import reconcile_projects, reconciliation_keys
@@ -34,7 +34,7 @@ class CheckResult:
     package: str  # the package's file or folder name
     project_code: str  # "" when it names no registered project
     findings: pd.DataFrame  # issues.csv's columns
-    money: str  # feedback.MONEY_STATES key
+    money: ProjectMoney | None  # None when it names no registered project
     feedback: Path | None = None
 
     @property
@@ -91,7 +91,7 @@ def _result(engine, registry: YearRegistry, name: str) -> CheckResult:
         versions = store.package_versions(conn, registry.year)
     code = codes[0] if codes else next((p.project_code for p in versions if p.name == name), "") or ""
     money = reconciliation_table(engine, registry.year)
-    state = money_states(money[money["project_code"] == code]).get(code, "") if code else ""
+    state = project_money(money[money["project_code"] == code]).get(code) if code else None
     return CheckResult(name, code, mine.reset_index(drop=True), state)
 
 

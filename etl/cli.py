@@ -286,7 +286,6 @@ def write_templates(args: argparse.Namespace) -> int:
 def check_package(args: argparse.Namespace) -> int:
     """Exit 0 when the package has no fatal finding, 1 otherwise (2 when it cannot be checked at all)."""
     from adapters.fee_caps import load_fee_caps
-    from assets.feedback import MONEY_STATES
     from assets.self_check import check_package as check
     from assets.summary_workbook import integer
     from schemas.catalog import SEVERITY_ZH
@@ -307,7 +306,7 @@ def check_package(args: argparse.Namespace) -> int:
     print(f"检查结果：致命问题 {result.fatal} 个，警告 {warnings} 个。"
           + ("有致命问题，请改正后再报送。" if result.fatal else "可以报送。"))
     if result.money:
-        print(MONEY_STATES[result.money])
+        print("\n".join(result.money.text))
     if result.feedback:
         print(f"问题清单已写入：{result.feedback}")
     return 1 if result.fatal else 0

@@ -43,6 +43,9 @@ def test_rejected_package_gets_its_money_findings_in_the_same_answer(clean, inbo
     cover = openpyxl.load_workbook(out / "2023-ST-02.xlsx")["说明"]
     text = "\n".join(str(c.value) for row in cover.iter_rows() for c in row if c.value)
     assert "经费对账结果为暂定" in text and "工作表“基本信息”" in text
+    overspent = next(line for line in text.splitlines() if line.startswith("市级经费：拨付"))  # the unit's own figures
+    assert overspent.endswith("超支 500.00 元。") and "reconciliation.csv" not in text
+    assert overspent in printed
 
     run = run_etl(inbox, database_url)
     assert sorted(run.findings(package=path.name).rule_id) == ["R001", "S009"]
@@ -90,7 +93,7 @@ def test_unreadable_amounts_leave_the_money_unreconciled_and_say_so(clean, inbox
     spec = clean("2023-SB-03")
     spec.sheets["经费支出"][3][AMOUNT] = "一千元"  # S002: the amount cannot be read
     result = check_package(put(inbox, spec), registry, load_fee_caps(), tmp_path)
-    assert list(result.findings.rule_id) == ["S002"] and result.money == "unreadable"
+    assert list(result.findings.rule_id) == ["S002"] and result.money.state == "unreadable"
     cover = openpyxl.load_workbook(result.feedback)["说明"]
     text = "\n".join(str(c.value) for row in cover.iter_rows() for c in row if c.value)
     assert "尚未对账" in text and "金额或经费来源无法识别" in text
@@ -113,5 +116,5 @@ def test_check_a_folder_package_copies_it_with_its_times(clean, inbox, registry,
     folder = put(inbox, spec)
     before = tree_digest(inbox)
     result = check_package(folder, registry, load_fee_caps(), tmp_path)
-    assert list(result.findings.rule_id) == ["M002"] and result.money == "provisional"
+    assert list(result.findings.rule_id) == ["M002"] and result.money.state == "provisional"
     assert tree_digest(inbox) == before

@@ -266,7 +266,7 @@ def test_filled_templates_pass_check_without_any_finding(filled_inbox, registry,
     for package in sorted((filled_inbox / str(YEAR)).iterdir()):
         result = check_package(package, registry, caps, tmp_path)
         assert result.findings.empty, (package.name, result.findings[["rule_id", "sheet", "row", "message"]])
-        assert (result.project_code, result.money) == (package.stem, "final")
+        assert (result.project_code, result.money.state) == (package.stem, "final")
 
 
 def test_filled_templates_pass_the_pipeline_without_any_finding(filled_inbox, database_url, run_etl):

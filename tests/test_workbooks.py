@@ -293,6 +293,21 @@ def test_feedback_cover_says_what_to_do(feedback, year):
     assert "重新报送整个材料包" in text and "2023-11-10" in text
 
 
+def test_feedback_cover_tells_the_unit_its_own_money(year):
+    """A unit never receives reconciliation.csv: the cover of a project with money left over gives its
+    figures per funding source, whom to refund, and what its 结余说明 declared."""
+    code = "2023-GT-01"
+    cover = openpyxl.load_workbook(year["run"].dir / "feedback" / f"{code}.xlsx")["说明"]
+    text = [str(c.value) for row in cover.iter_rows() for c in row if c.value]
+    money = year["reconciliation"][year["reconciliation"].project_code == code]
+    assert set(money.status) == {"refund_due"} and len(money) == 2
+    for row in money.itertuples():
+        assert (f"{row.funding_source}：拨付 {row.granted} 元，支出 {row.spent} 元，结余 {row.balance} 元，"
+                f"应退回{row.refund_to}（结余说明填报 {row.refund_declared} 元）。") in text
+    assert any(line.startswith("经费对账结果为最终结果") for line in text)
+    assert not any("reconciliation.csv" in line for line in text)
+
+
 def test_feedback_formula_typed_by_a_unit_stays_text(feedback):
     book, path = feedback
     copy = book["经费支出"]["C4"]
