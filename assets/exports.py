@@ -193,16 +193,21 @@ _MONEY_SENTENCE = ["funding_source", "granted", "spent", "balance", "refund_to",
 
 def project_money(money: pd.DataFrame) -> dict[str, feedback.ProjectMoney]:
     """project -> what its feedback says of its money: final, provisional, or unreconciled because no
-    package arrived or its amounts/sources could not be read; and its figures per funding source."""
-    states = {}
-    for code, rows in money.groupby("project_code"):
-        if (rows["status"] == "unreconciled").all():
-            states[code] = feedback.ProjectMoney("unreadable" if (rows["package"] != "").any() else "no_package")
-        else:
-            lines = (feedback.money_sentence(*row) for row in rows[_MONEY_SENTENCE].itertuples(index=False))
-            states[code] = feedback.ProjectMoney("provisional" if rows["provisional"].any() else "final",
-                                                 tuple(line for line in lines if line))
-    return states
+    package arrived or its amounts/sources could not be read; and its figures per funding source.
+    One pass over the rows (a groupby of a national year's 5,000 projects took 1.6 s)."""
+    reconciled, packaged, provisional, lines = set(), set(), set(), defaultdict(list)
+    columns = ["project_code", "package", "provisional", *_MONEY_SENTENCE]
+    for code, package, is_provisional, *figures in money[columns].itertuples(index=False, name=None):
+        if package:
+            packaged.add(code)
+        if is_provisional:
+            provisional.add(code)
+        if figures[-1] != "unreconciled":  # its status
+            reconciled.add(code)
+            lines[code].append(feedback.money_sentence(*figures))
+    return {code: feedback.ProjectMoney(("provisional" if code in provisional else "final") if code in reconciled
+                                        else "unreadable" if code in packaged else "no_package", tuple(lines[code]))
+            for code in dict.fromkeys(money["project_code"])}
 
 
 def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: pd.DataFrame, issues: pd.DataFrame,

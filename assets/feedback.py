@@ -366,17 +366,15 @@ class ProjectMoney:
 
 
 def money_sentence(source: str, granted: str, spent: str, balance: str, refund_to: str, refund_declared: str,
-                   status: str) -> str | None:
-    """A funding source's row of reconciliation.csv (its exact decimals as exported) as the unit reads it;
-    None for an unreconciled row (the state says why)."""
+                   status: str) -> str:
+    """A reconciled funding source's row of reconciliation.csv (its exact decimals as exported) as the
+    unit reads it."""
     head = f"{source}：拨付 {granted} 元，支出 {spent} 元"
-    if status == "balanced":
-        return f"{head}，收支相符。"
     if status == "overspent":
         return f"{head}，超支 {balance.removeprefix('-')} 元。"
     if status == "refund_due":
         return f"{head}，结余 {balance} 元，应退回{refund_to}（结余说明填报 {refund_declared} 元）。"
-    return None
+    return f"{head}，收支相符。"
 
 
 def _fill_cover(sheet: Worksheet, formats: _Formats, *, year: int, project: dict, status: str, package: str,
