@@ -100,8 +100,8 @@ class PackageBlob(Base):
     """A package version's workbook (and 经费支出.csv beside it) as the unit handed them in, kept so figures
     stay traceable even if the inbox file is later replaced, and so the feedback copy can be made from it.
 
-    Written once, never updated: apart from the package row, which routing and validation update every
-    run (SQLite rewrites a whole record on each update, inline blobs included)."""
+    Written once and never updated, apart from the package row: routing and validation update that row
+    every run, and SQLite rewrites a whole record on each update, blobs inline in it included."""
 
     __tablename__ = "package_blob"
     package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), primary_key=True)
