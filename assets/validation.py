@@ -7,9 +7,13 @@ pandera's cost is mostly per call: a year of small packages validates as fast as
 
 
 import json
+import os
 import sys
+import tempfile
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from contextlib import nullcontext
 from itertools import chain
 from dataclasses import dataclass, field
 
@@ -207,8 +211,9 @@ def expense_lines(prepared: pd.DataFrame | None) -> dict[str, list]:
     """The batch's expense lines as the warehouse stores them, column by column (store.EXPENSE_COLUMNS),
     from the values validation already read: amount in fen and ISO date, None where they could not be read.
 
-    Columns, not rows: a worker hands them back pickled, and ten lists of a million values pickle and
-    travel in half the time of a million tuples; the parent zips them into rows as it inserts."""
+    Columns, not rows: for PostgreSQL a worker hands them back pickled, and ten lists of a million values
+    pickle and travel in half the time of a million tuples; the parent zips them into rows as it inserts.
+    For SQLite the worker writes them to a file the parent copies in (store.RowsFile)."""
     if prepared is None or prepared.empty:
         return {}
 
@@ -290,6 +295,7 @@ class _Version:
 class _Batch:
     year: int
     versions: list[_Version]
+    rows_dir: str | None = None  # where the worker writes the batch's expense lines (store.RowsFile), if anywhere
 
 
 @dataclass
@@ -299,7 +305,7 @@ class _Outcome:
     findings: list[dict]
     found_sheets: list[dict]
     sheet_rows: list[dict]
-    expense_lines: dict[str, list]  # by column, see expense_lines
+    expense_lines: dict[str, list] | store.RowsFile  # by column (see expense_lines), or written to a file
     readings: dict[int, Reading] = field(default_factory=dict)  # of the versions read afresh (no reading by this code)
 
 
@@ -327,8 +333,16 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
             if key != package.validated_key or code in forced:
                 todo.append(_Version(package.id, code, package.intake_status == "readable", project, newer, key))
     progress = Progress(f"validation {year}", len(todo), log)
+    # A SQLite warehouse takes each batch's expense lines from a file its worker wrote (store.RowsFile).
+    with tempfile.TemporaryDirectory(prefix="etl-rows-") if engine.dialect.name == "sqlite" else nullcontext() as rows_dir:
+        _validate(engine, year, todo, rows_dir, progress, log)
+    progress.done()
+    return len(todo)
+
+
+def _validate(engine: Engine, year: int, todo: list[_Version], rows_dir: str | None, progress: Progress, log) -> None:
     retry: list[_Version] = []
-    for batch, outcome in map_isolated(validate_batch, _batches(engine, year, todo)):
+    for batch, outcome in map_isolated(validate_batch, _batches(engine, year, todo, rows_dir)):
         if isinstance(outcome, WorkerFailure) and len(batch.versions) > 1:
             if log is not None:
                 log.warning(f"validation {year}: a batch of {len(batch.versions)} versions hit a worker limit "
@@ -338,18 +352,16 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
         _store(engine, batch, outcome)
         progress.advance(len(batch.versions))
     # One version at a time: the one a reader cannot survive is found, the others validate normally.
-    singles = (_Batch(year, [version]) for version in retry)
+    singles = (_Batch(year, [version], rows_dir) for version in retry)
     for batch, outcome in map_isolated(validate_batch, singles):
         if isinstance(outcome, WorkerFailure) and log is not None:  # P008 for the unit; the detail for us
             log.warning(f"validation {year}: package {batch.versions[0].package_id} hit a worker limit "
                         f"({outcome.limit}: {outcome.detail})")
         _store(engine, batch, outcome)
         progress.advance(1)
-    progress.done()
-    return len(todo)
 
 
-def _batches(engine: Engine, year: int, todo: list[_Version]) -> Iterator[_Batch]:
+def _batches(engine: Engine, year: int, todo: list[_Version], rows_dir: str | None) -> Iterator[_Batch]:
     """The work in batches of a few hundred versions (or _BATCH_ROWS of rows read, _BATCH_BYTES of files
     to read), loaded per batch: a year is never held in memory at once. Each version comes with intake's
     reading of its workbook; the unit's files themselves only where that reading was made by other code."""
@@ -371,10 +383,10 @@ def _batches(engine: Engine, year: int, todo: list[_Version]) -> Iterator[_Batch
             version.files = [dict(path=f.path, size=f.size) for f in files[version.package_id]]
             batch.append(version)
             if rows >= _BATCH_ROWS or size >= _BATCH_BYTES:
-                yield _Batch(year, batch)
+                yield _Batch(year, batch, rows_dir)
                 batch, rows, size = [], 0, 0
         if batch:
-            yield _Batch(year, batch)
+            yield _Batch(year, batch, rows_dir)
 
 
 def validate_batch(batch: _Batch) -> _Outcome:
@@ -416,7 +428,11 @@ def validate_batch(batch: _Batch) -> _Outcome:
         for f in [*_one_per_cell([*schema.get(version.package_id, []), *formulas.get(version.package_id, [])]),
                   *extra.get(version.package_id, [])]
     ]
-    return _Outcome(findings, found_sheets, sheet_rows, expense_lines(prepared.get(EXPENSES.name)), readings)
+    lines = expense_lines(prepared.get(EXPENSES.name))
+    if lines and batch.rows_dir is not None:
+        path = os.path.join(batch.rows_dir, f"{batch.versions[0].package_id}-{uuid.uuid4().hex}.db")
+        lines = store.write_rows_file(path, store.EXPENSE_COLUMNS, zip(*(lines[c] for c in store.EXPENSE_COLUMNS)))
+    return _Outcome(findings, found_sheets, sheet_rows, lines, readings)
 
 
 def formula_findings(read: SheetsRead) -> list[Finding]:
@@ -445,13 +461,15 @@ def _store(engine: Engine, batch: _Batch, outcome: _Outcome | WorkerFailure) -> 
         rows = [store.finding_row(batch.year, version.package_id, version.project_code, f) for f in found]
         outcome = _Outcome(rows, [], [], {})
     ids = [version.package_id for version in batch.versions]
-    with engine.begin() as conn:
-        store.replace_findings(conn, "validation", outcome.findings, package_ids=ids)
-        lines = outcome.expense_lines
-        store.replace_parsed_rows(conn, ids, outcome.found_sheets, outcome.sheet_rows,
-                                  zip(*(lines[column] for column in store.EXPENSE_COLUMNS)) if lines else ())
-        store.put_readings(conn, READER_KEY, outcome.readings)
-        store.set_validated(conn, {version.package_id: version.key for version in batch.versions})
+    lines = outcome.expense_lines
+    written = lines if isinstance(lines, store.RowsFile) else None
+    rows = written or (zip(*(lines[column] for column in store.EXPENSE_COLUMNS)) if lines else ())
+    with engine.connect() as conn, store.attached_rows(conn, written):
+        with conn.begin():
+            store.replace_findings(conn, "validation", outcome.findings, package_ids=ids)
+            store.replace_parsed_rows(conn, ids, outcome.found_sheets, outcome.sheet_rows, rows)
+            store.put_readings(conn, READER_KEY, outcome.readings)
+            store.set_validated(conn, {version.package_id: version.key for version in batch.versions})
 
 
 def _rows_to_store(package_id: int, sheets: dict[str, ParsedSheet]) -> tuple[list[dict], list[dict]]:

@@ -189,3 +189,53 @@ def test_each_workbook_is_opened_once_per_run(clean, inbox, database_url, run_et
     with engine.connect() as conn:
         assert set(conn.execute(select(PackageReading.reader_key)).scalars()) == {READER_KEY}
     engine.dispose()
+
+
+def test_sqlite_copies_the_expense_lines_its_workers_wrote_and_keeps_no_scratch(clean, inbox, run_etl, tmp_path,
+                                                                               monkeypatch):
+    """On SQLite each validation worker writes its batch's expense lines into a scratch file that the
+    warehouse copies in one statement (store.RowsFile); PostgreSQL takes the rows themselves (COPY). The
+    same packages leave the same lines in both, unreadable amounts and dates included, and no scratch
+    file outlives the run."""
+    from adapters.warehouse import store
+    from etl.sample.builder import EXPENSE_HEADER
+    from tests.conftest import postgres_schema
+
+    messy = clean("2023-ST-02")
+    messy.sheets["经费支出"][2][EXPENSE_HEADER.index("金额（元）")] = "一千元"
+    messy.sheets["经费支出"][3][EXPENSE_HEADER.index("支出日期")] = "2023-13-01"
+    for package in (clean("2023-GT-01"), clean("2023-SB-01"), messy):
+        put(inbox, package)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    attached = []
+    monkeypatch.setattr(store, "attached_rows", _counting(store.attached_rows, attached))
+
+    def lines(url: str) -> list[tuple]:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            columns = [getattr(ExpenseLine, name) for name in store.EXPENSE_COLUMNS if name != "package_id"]
+            found = sorted(tuple(row) for row in conn.execute(select(Package.name, *columns).join(
+                Package, Package.id == ExpenseLine.package_id)))
+        engine.dispose()
+        return found
+
+    sqlite_url = f"sqlite:///{tmp_path / 'w.db'}"
+    run_etl(inbox, sqlite_url, tmp_path / "sqlite")
+    files = sum(rows is not None for rows in attached)
+    with postgres_schema() as pg_url:
+        run_etl(inbox, pg_url, tmp_path / "pg")
+        in_postgres = lines(pg_url)
+    in_sqlite = lines(sqlite_url)
+    assert files >= 1 and list(scratch.iterdir()) == []
+    assert len(in_sqlite) > 30 and in_sqlite == in_postgres
+    assert any(amount is None for *_, amount, _, _, _, _ in in_sqlite)  # the unreadable 金额 is stored as NULL
+    assert any(spent_on is None for _, _, spent_on, *_ in in_sqlite)
+
+
+def _counting(attached_rows, seen: list):
+    def counted(conn, rows):
+        seen.append(rows)
+        return attached_rows(conn, rows)
+    return counted
