@@ -9,11 +9,9 @@ pandera's cost is mostly per call: a year of small packages validates as fast as
 import json
 import os
 import sys
-import tempfile
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import nullcontext
 from itertools import chain
 from dataclasses import dataclass, field
 
@@ -334,7 +332,7 @@ def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = fro
                 todo.append(_Version(package.id, code, package.intake_status == "readable", project, newer, key))
     progress = Progress(f"validation {year}", len(todo), log)
     # A SQLite warehouse takes each batch's expense lines from a file its worker wrote (store.RowsFile).
-    with tempfile.TemporaryDirectory(prefix="etl-rows-") if engine.dialect.name == "sqlite" else nullcontext() as rows_dir:
+    with store.rows_scratch(engine) as rows_dir:
         _validate(engine, year, todo, rows_dir, progress, log)
     progress.done()
     return len(todo)

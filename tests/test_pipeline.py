@@ -3,6 +3,8 @@ with no finding, messy-but-valid ones too, the inbox is never touched, a second 
 
 
 import hashlib
+import os
+import subprocess
 from collections import Counter
 
 import openpyxl
@@ -196,7 +198,7 @@ def test_sqlite_copies_the_expense_lines_its_workers_wrote_and_keeps_no_scratch(
     """On SQLite each validation worker writes its batch's expense lines into a scratch file that the
     warehouse copies in one statement (store.RowsFile); PostgreSQL takes the rows themselves (COPY). The
     same packages leave the same lines in both, unreadable amounts and dates included, and no scratch
-    file outlives the run."""
+    file outlives the run; one left by a killed run (its process gone) is removed by the next."""
     from adapters.warehouse import store
     from etl.sample.builder import EXPENSE_HEADER
     from tests.conftest import postgres_schema
@@ -207,7 +209,13 @@ def test_sqlite_copies_the_expense_lines_its_workers_wrote_and_keeps_no_scratch(
     for package in (clean("2023-GT-01"), clean("2023-SB-01"), messy):
         put(inbox, package)
     scratch = tmp_path / "scratch"
-    scratch.mkdir()
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    killed_run = scratch / f"etl-rows-{ended.pid}-abc"  # a run SIGKILLed while validating
+    running = scratch / f"etl-rows-{os.getpid()}-def"  # a run still going
+    for left in (killed_run, running):
+        left.mkdir(parents=True)
+        (left / "1-lines.db").write_bytes(b"lines")
     monkeypatch.setattr("tempfile.tempdir", str(scratch))
     attached = []
     monkeypatch.setattr(store, "attached_rows", _counting(store.attached_rows, attached))
@@ -228,7 +236,7 @@ def test_sqlite_copies_the_expense_lines_its_workers_wrote_and_keeps_no_scratch(
         run_etl(inbox, pg_url, tmp_path / "pg")
         in_postgres = lines(pg_url)
     in_sqlite = lines(sqlite_url)
-    assert files >= 1 and list(scratch.iterdir()) == []
+    assert files >= 1 and list(scratch.iterdir()) == [running]
     assert len(in_sqlite) > 30 and in_sqlite == in_postgres
     assert any(amount is None for *_, amount, _, _, _, _ in in_sqlite)  # the unreadable 金额 is stored as NULL
     assert any(spent_on is None for _, _, spent_on, *_ in in_sqlite)

@@ -10,15 +10,18 @@ import csv
 import io
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, insert, select, update
 
 from adapters.registry import FUNDING_SOURCES, YearRegistry
 from adapters.warehouse.models import (
@@ -262,6 +265,35 @@ def write_rows_file(path: str, columns: Sequence[str], rows: Iterable[tuple]) ->
         db.executemany(f"INSERT INTO rows VALUES ({', '.join('?' for _ in columns)})", rows)
         db.commit()
     return RowsFile(path)
+
+
+_SCRATCH = "etl-rows-"
+
+
+@contextmanager
+def rows_scratch(engine: Engine) -> Iterator[str | None]:
+    """A directory for the workers' RowsFiles while the block runs, on a SQLite warehouse (None on others).
+    A run killed meanwhile cannot remove it, and it holds a unit's expense lines: each such directory
+    whose run's process is gone is removed the next time (its name carries that process id)."""
+    if engine.dialect.name != "sqlite":
+        yield None
+        return
+    for stale in Path(tempfile.gettempdir()).glob(f"{_SCRATCH}*-*"):
+        pid = stale.name.removeprefix(_SCRATCH).split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"{_SCRATCH}{os.getpid()}-") as scratch:
+        yield scratch
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @contextmanager
