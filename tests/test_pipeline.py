@@ -4,6 +4,7 @@ with no finding, messy-but-valid ones too, the inbox is never touched, a second 
 
 import hashlib
 import os
+from decimal import Decimal
 import subprocess
 from collections import Counter
 
@@ -193,20 +194,24 @@ def test_each_workbook_is_opened_once_per_run(clean, inbox, database_url, run_et
     engine.dispose()
 
 
-def test_sqlite_copies_the_expense_lines_its_workers_wrote_and_keeps_no_scratch(clean, inbox, run_etl, tmp_path,
-                                                                               monkeypatch):
+def test_sqlite_and_postgresql_keep_the_same_lines_and_export_the_same_issues(clean, inbox, run_etl, tmp_path,
+                                                                             monkeypatch):
     """On SQLite each validation worker writes its batch's expense lines into a scratch file that the
     warehouse copies in one statement (store.RowsFile); PostgreSQL takes the rows themselves (COPY). The
     same packages leave the same lines in both, unreadable amounts and dates included, and no scratch
-    file outlives the run; one left by a killed run (its process gone) is removed by the next."""
+    file outlives the run; one left by a killed run (its process gone) is removed by the next. Both
+    export the same issues.csv, byte for byte (store.findings' order)."""
     from adapters.warehouse import store
-    from etl.sample.builder import EXPENSE_HEADER
+    from etl.sample.builder import BASIC_FIELDS, EXPENSE_HEADER
     from tests.conftest import postgres_schema
 
     messy = clean("2023-ST-02")
     messy.sheets["经费支出"][2][EXPENSE_HEADER.index("金额（元）")] = "一千元"
     messy.sheets["经费支出"][3][EXPENSE_HEADER.index("支出日期")] = "2023-13-01"
-    for package in (clean("2023-GT-01"), clean("2023-SB-01"), messy):
+    unknown = clean("2023-ST-01")  # names no registered project: P005, a finding of no project
+    unknown.sheets["基本信息"][BASIC_FIELDS.index("项目编号")][1] = "2023-XX-99"
+    left_over = clean("2023-GT-01", leftover={"部拨经费": Decimal("3860.00"), "市级配套": Decimal("1275.50")})
+    for package in (left_over, clean("2023-SB-01"), messy, unknown):
         put(inbox, package)
     scratch = tmp_path / "scratch"
     ended = subprocess.Popen(["true"])
@@ -238,6 +243,8 @@ def test_sqlite_copies_the_expense_lines_its_workers_wrote_and_keeps_no_scratch(
     in_sqlite = lines(sqlite_url)
     assert files >= 1 and list(scratch.iterdir()) == [running]
     assert len(in_sqlite) > 30 and in_sqlite == in_postgres
+    # Ties (R006 of two sources) and findings of no project (P005) sort alike.
+    assert (tmp_path / "sqlite" / "2023" / "issues.csv").read_bytes() == (tmp_path / "pg" / "2023" / "issues.csv").read_bytes()
     assert any(amount is None for *_, amount, _, _, _, _ in in_sqlite)  # the unreadable 金额 is stored as NULL
     assert any(spent_on is None for _, _, spent_on, *_ in in_sqlite)
 

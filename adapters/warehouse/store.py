@@ -335,14 +335,18 @@ def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iter
 
 def findings(conn: Connection, year: int, limit: int | None = None) -> list:
     """The year's findings with their package's name, in the order the bureau reads them (the first
-    `limit` of them if given)."""
+    `limit` of them if given). The same order in every run, on SQLite and on PostgreSQL (of C collation)
+    alike: empty ones first, as SQLite puts them (PostgreSQL puts them last unless told), and the message
+    last, which tells apart findings that agree on the rest (R006 of two funding sources), whose order
+    the database would otherwise choose."""
     f = FindingRow
     return conn.execute(
         select(f.id.label("finding_id"), f.project_code, Package.name.label("package"), f.package_id, f.rule_id, f.severity, f.sheet, f.row,
                f.column, f.value, f.message)
         .outerjoin(Package, Package.id == FindingRow.package_id)
         .where(FindingRow.year == year)
-        .order_by(FindingRow.project_code, Package.name, FindingRow.sheet, FindingRow.row, FindingRow.rule_id, FindingRow.column)
+        .order_by(f.project_code.asc().nulls_first(), Package.name.asc().nulls_first(), f.sheet, f.row.asc().nulls_first(),
+                  f.rule_id, f.column, f.message)
         .limit(limit)
     ).all()
 
