@@ -429,7 +429,8 @@ def validate_batch(batch: _Batch) -> _Outcome:
     lines = expense_lines(prepared.get(EXPENSES.name))
     if lines and batch.rows_dir is not None:
         path = os.path.join(batch.rows_dir, f"{batch.versions[0].package_id}-{uuid.uuid4().hex}.db")
-        lines = store.write_rows_file(path, store.EXPENSE_COLUMNS, zip(*(lines[c] for c in store.EXPENSE_COLUMNS)))
+        rows = zip(*(lines[column] for column in store.EXPENSE_COLUMNS))
+        lines = store.write_rows_file(path, store.EXPENSE_COLUMNS, rows) or lines  # the columns, should it fail
     return _Outcome(findings, found_sheets, sheet_rows, lines, readings)
 
 

@@ -254,3 +254,26 @@ def _counting(attached_rows, seen: list):
         seen.append(rows)
         return attached_rows(conn, rows)
     return counted
+
+
+def test_a_failing_scratch_space_costs_no_unit_anything(clean, inbox, run_etl, sqlite_url, tmp_path, monkeypatch):
+    """Where the workers cannot write their expense-line files (a full disk, here a path under a file),
+    they hand the lines back as before: every package keeps its lines and no unit gets P008 for it."""
+    from contextlib import contextmanager
+
+    from adapters.warehouse import store
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+
+    @contextmanager
+    def unusable(engine):
+        yield str(blocked / "scratch")
+
+    monkeypatch.setattr(store, "rows_scratch", unusable)
+    for code in ("2023-GT-01", "2023-SB-01"):
+        put(inbox, clean(code))
+    run = run_etl(inbox, sqlite_url)
+    assert run.findings("P008").empty and (run.projects.set_index("project_code").loc[["2023-GT-01", "2023-SB-01"],
+                                                                                         "status"] == "accepted").all()
+    assert counts(sqlite_url)["expense_line"] > 20

@@ -15,7 +15,7 @@ import sqlite3
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -255,15 +255,21 @@ class RowsFile:
 _ATTACHED = "worker_rows"
 
 
-def write_rows_file(path: str, columns: Sequence[str], rows: Iterable[tuple]) -> RowsFile:
+def write_rows_file(path: str, columns: Sequence[str], rows: Iterable[tuple]) -> RowsFile | None:
     """The rows into a new SQLite file at `path`: no journal and no sync, it is scratch that the parent
-    copies once and removes (a worker that dies leaves a partial file nobody reads)."""
-    with closing(sqlite3.connect(path)) as db:
-        db.execute("PRAGMA journal_mode=OFF")
-        db.execute("PRAGMA synchronous=OFF")
-        db.execute(f"CREATE TABLE rows ({', '.join(columns)})")  # no types: values are kept as bound
-        db.executemany(f"INSERT INTO rows VALUES ({', '.join('?' for _ in columns)})", rows)
-        db.commit()
+    copies once and removes (a worker that dies leaves a partial file nobody reads). None when the scratch
+    space fails (a full disk): the caller then hands the rows back itself, for that is no unit's fault."""
+    try:
+        with closing(sqlite3.connect(path)) as db:
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute(f"CREATE TABLE rows ({', '.join(columns)})")  # no types: values are kept as bound
+            db.executemany(f"INSERT INTO rows VALUES ({', '.join('?' for _ in columns)})", rows)
+            db.commit()
+    except (OSError, sqlite3.Error):
+        with suppress(OSError):
+            os.remove(path)
+        return None
     return RowsFile(path)
 
 
