@@ -188,7 +188,8 @@ _FEEDBACK = "feedback/"  # fingerprints of the feedback files, by file name
 _FEEDBACK_CODE = code_hash(feedback)  # a changed workbook layout rewrites every file once
 
 
-_MONEY_SENTENCE = ["funding_source", "granted", "spent", "balance", "refund_to", "refund_declared", "status"]
+# The reconciliation.csv columns a cover's money sentence is made of (feedback.money_sentence's arguments).
+_MONEY_SENTENCE = ("funding_source", "granted", "spent", "balance", "refund_to", "refund_declared", "status")
 
 
 def project_money(money: pd.DataFrame) -> dict[str, feedback.ProjectMoney]:
@@ -202,12 +203,17 @@ def project_money(money: pd.DataFrame) -> dict[str, feedback.ProjectMoney]:
             packaged.add(code)
         if is_provisional:
             provisional.add(code)
-        if figures[-1] != "unreconciled":  # its status
+        sentence = dict(zip(_MONEY_SENTENCE, figures))
+        if sentence["status"] != "unreconciled":
             reconciled.add(code)
-            lines[code].append(feedback.money_sentence(*figures))
-    return {code: feedback.ProjectMoney(("provisional" if code in provisional else "final") if code in reconciled
-                                        else "unreadable" if code in packaged else "no_package", tuple(lines[code]))
-            for code in dict.fromkeys(money["project_code"])}
+            lines[code].append(feedback.money_sentence(**sentence))
+
+    def state(code: str) -> str:
+        if code not in reconciled:
+            return "unreadable" if code in packaged else "no_package"
+        return "provisional" if code in provisional else "final"
+
+    return {code: feedback.ProjectMoney(state(code), tuple(lines[code])) for code in dict.fromkeys(money["project_code"])}
 
 
 def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: pd.DataFrame, issues: pd.DataFrame,

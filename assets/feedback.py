@@ -365,11 +365,11 @@ class ProjectMoney:
         return [MONEY_STATES[self.state], *self.lines]
 
 
-def money_sentence(source: str, granted: str, spent: str, balance: str, refund_to: str, refund_declared: str,
-                   status: str) -> str:
-    """A reconciled funding source's row of reconciliation.csv (its exact decimals as exported) as the
-    unit reads it."""
-    head = f"{source}：拨付 {granted} 元，支出 {spent} 元"
+def money_sentence(*, funding_source: str, granted: str, spent: str, balance: str, refund_to: str,
+                   refund_declared: str, status: str) -> str:
+    """A reconciled funding source's row of reconciliation.csv (its columns by name, exact decimals as
+    exported) as the unit reads it."""
+    head = f"{funding_source}：拨付 {granted} 元，支出 {spent} 元"
     if status == "overspent":
         return f"{head}，超支 {balance.removeprefix('-')} 元。"
     if status == "refund_due":

@@ -429,9 +429,13 @@ def validate_batch(batch: _Batch) -> _Outcome:
     lines = expense_lines(prepared.get(EXPENSES.name))
     if lines and batch.rows_dir is not None:
         path = os.path.join(batch.rows_dir, f"{batch.versions[0].package_id}-{uuid.uuid4().hex}.db")
-        rows = zip(*(lines[column] for column in store.EXPENSE_COLUMNS))
-        lines = store.write_rows_file(path, store.EXPENSE_COLUMNS, rows) or lines  # the columns, should it fail
+        lines = store.write_rows_file(path, store.EXPENSE_COLUMNS, _rows(lines)) or lines  # the columns, should it fail
     return _Outcome(findings, found_sheets, sheet_rows, lines, readings)
+
+
+def _rows(lines: dict[str, list]) -> Iterator[tuple]:
+    """expense_lines' columns as rows in store.EXPENSE_COLUMNS order (none for a batch without lines)."""
+    return zip(*(lines[column] for column in store.EXPENSE_COLUMNS)) if lines else iter(())
 
 
 def formula_findings(read: SheetsRead) -> list[Finding]:
@@ -462,11 +466,10 @@ def _store(engine: Engine, batch: _Batch, outcome: _Outcome | WorkerFailure) -> 
     ids = [version.package_id for version in batch.versions]
     lines = outcome.expense_lines
     written = lines if isinstance(lines, store.RowsFile) else None
-    rows = written or (zip(*(lines[column] for column in store.EXPENSE_COLUMNS)) if lines else ())
     with engine.connect() as conn, store.attached_rows(conn, written):
         with conn.begin():
             store.replace_findings(conn, "validation", outcome.findings, package_ids=ids)
-            store.replace_parsed_rows(conn, ids, outcome.found_sheets, outcome.sheet_rows, rows)
+            store.replace_parsed_rows(conn, ids, outcome.found_sheets, outcome.sheet_rows, written or _rows(lines))
             store.put_readings(conn, READER_KEY, outcome.readings)
             store.set_validated(conn, {version.package_id: version.key for version in batch.versions})
 
