@@ -342,9 +342,9 @@ def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iter
 def findings(conn: Connection, year: int, limit: int | None = None) -> list:
     """The year's findings with their package's name, in the order the bureau reads them (the first
     `limit` of them if given). The same order in every run, on SQLite and on PostgreSQL (of C collation)
-    alike: empty ones first, as SQLite puts them (PostgreSQL puts them last unless told), and the message
-    last, which tells apart findings that agree on the rest (R006 of two funding sources), whose order
-    the database would otherwise choose."""
+    alike: empty ones first, as SQLite puts them (PostgreSQL puts them last unless told), and findings
+    that agree on the rest (R006 of two funding sources) in the order their stage made them (their id),
+    which the database would otherwise choose."""
     f = FindingRow
     return conn.execute(
         select(f.id.label("finding_id"), f.project_code, Package.name.label("package"), f.package_id, f.rule_id, f.severity, f.sheet, f.row,
@@ -352,7 +352,7 @@ def findings(conn: Connection, year: int, limit: int | None = None) -> list:
         .outerjoin(Package, Package.id == FindingRow.package_id)
         .where(FindingRow.year == year)
         .order_by(f.project_code.asc().nulls_first(), Package.name.asc().nulls_first(), f.sheet, f.row.asc().nulls_first(),
-                  f.rule_id, f.column, f.message)
+                  f.rule_id, f.column, f.id)
         .limit(limit)
     ).all()
 
