@@ -25,6 +25,8 @@ import zipfile
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
 
+import numpy as np
+
 # A cell's reference: letters then digits, in the `r` attribute of a <c> (rows carry digits only).
 _CELL_REF = re.compile(rb'<(?:[A-Za-z]+:)?c\b[^>]*?\br="([A-Z]{1,3})([0-9]+)"')
 # A cell with its content (or self-closed), for dropping it or reading its formula.
@@ -33,6 +35,11 @@ _CELL = re.compile(rb'<((?:[A-Za-z]+:)?)c\b[^>]*?\br="([A-Z]{1,3})([0-9]+)"[^>]*
 # lets the scan skip ahead instead of trying every byte: ~10x faster on a 30 MB sheet.
 _WIDE_COLUMN = re.compile(rb' r="[A-Z]{2,3}[0-9]')
 _LAST_ROW = re.compile(rb'<(?:[A-Za-z]+:)?row\b[^>]*?\br="([0-9]+)"')
+# A row holding a cell (its start tag, then its first <c>). Starting at the literal "row" lets the scan skip
+# ahead (0.27 s on a 312 MB sheet of a million rows; 1.2 s with the optional namespace prefix in front).
+# Outside a row start tag the match would need text followed by ">", then a <c> tag: text in a sheet
+# always ends with a closing tag, so only rows match.
+_ROW_WITH_CELLS = re.compile(rb'row\b[^>]*?\br="([0-9]+)"[^>]*>\s*<(?:[A-Za-z]+:)?c[\s>/]')
 _DIMENSION = re.compile(rb'<(?:[A-Za-z]+:)?dimension\b[^>]*/>')
 _FORMULA = re.compile(rb'<(?:[A-Za-z]+:)?f[\s>/]')
 _VALUE = re.compile(rb'<(?:[A-Za-z]+:)?v>[^<]')
@@ -120,8 +127,14 @@ def _trim(xml: bytes) -> tuple[bytes, int]:
     """The sheet without its cells outside the table's region, and how many were dropped (0: unchanged)."""
     last_rows = _LAST_ROW.findall(xml[-4096:]) or _LAST_ROW.findall(xml)
     last_row = int(last_rows[-1]) if last_rows else 0
-    if not _WIDE_COLUMN.search(xml) and last_row * _MIN_COLUMNS <= _SCAN_FROM_CELLS:
+    narrow = _WIDE_COLUMN.search(xml) is None
+    if narrow and last_row * _MIN_COLUMNS <= _SCAN_FROM_CELLS:
         return xml, 0  # cheap verdict for nearly every sheet: template-wide, not that many rows
+    if narrow and not _gap_in(_ROW_WITH_CELLS.findall(xml)):
+        # A long sheet of template width with no long run of empty rows: nothing lies outside the table's
+        # region, and looking at its rows costs a fraction of looking at its cells (0.5 against 13 s for
+        # a million lines of 8 cells).
+        return xml, 0
     refs = [(column_number(col), int(row)) for col, row in _CELL_REF.findall(xml)]
     if not refs:
         return xml, 0
@@ -141,6 +154,12 @@ def _trim(xml: bytes) -> tuple[bytes, int]:
 
     trimmed = _CELL.sub(keep, _DIMENSION.sub(b"", xml, count=1))
     return trimmed, dropped
+
+
+def _gap_in(rows: list[bytes]) -> bool:
+    """Whether the row numbers have a run of empty rows after which anything is stray."""
+    numbers = np.sort(np.array(rows or [b"0"]).astype(np.int64))  # in order already, unless the file is odd
+    return bool((np.diff(numbers) > _ROW_GAP).any())
 
 
 def _last_row_before_gap(rows: list[int]) -> int:

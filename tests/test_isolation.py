@@ -213,6 +213,44 @@ def test_results_do_not_depend_on_the_pool(clean, inbox, run_etl, monkeypatch, t
     assert exports["1"] == exports["2"]
 
 
+# --- the census: which cells a reader is spared ------------------------------------------------
+
+def _sheet_xml(rows: list[tuple[int, int]], prefix: str = "") -> bytes:
+    """A sheet of the given (row, number of cells from column A) rows, in the namespace prefix given."""
+    body = "".join(f'<{prefix}row r="{r}">' + "".join(f'<{prefix}c r="{chr(65 + j)}{r}"><{prefix}v>{j}</{prefix}v></{prefix}c>'
+                                                     for j in range(width)) + f"</{prefix}row>" for r, width in rows)
+    return f'<{prefix}worksheet><{prefix}dimension ref="A1:H{rows[-1][0]}"/><{prefix}sheetData>{body}</{prefix}sheetData></{prefix}worksheet>'.encode()
+
+
+class _NoCellScan:
+    def findall(self, *_):
+        raise AssertionError("looked at every cell of a sheet whose rows said enough")
+
+
+def test_long_narrow_sheet_is_kept_whole_from_its_rows_alone(monkeypatch):
+    from adapters import xlsx_census
+
+    # The cheap verdict stops at 26 columns × 100 rows here (a million lines of a real sheet).
+    monkeypatch.setattr(xlsx_census, "_SCAN_FROM_CELLS", 26 * 100)
+    long_sheet = _sheet_xml([(r, 8) for r in range(1, 2001)])
+    monkeypatch.setattr(xlsx_census, "_CELL_REF", _NoCellScan())
+    assert xlsx_census._trim(long_sheet) == (long_sheet, 0)
+
+
+def test_stray_cells_below_a_long_gap_are_dropped_in_narrow_sheets_too(monkeypatch):
+    from adapters import xlsx_census
+
+    monkeypatch.setattr(xlsx_census, "_SCAN_FROM_CELLS", 26 * 100)
+    for prefix in ("", "x:"):
+        table = [(r, 8) for r in range(1, 201)]
+        sheet = _sheet_xml(table + [(30_000, 1)], prefix)
+        stray = f'<{prefix}c r="A30000"><{prefix}v>0</{prefix}v></{prefix}c>'.encode()
+        dimension = f'<{prefix}dimension ref="A1:H30000"/>'.encode()
+        assert xlsx_census._trim(sheet) == (sheet.replace(stray, b"").replace(dimension, b""), 1)
+        # Rows out of order (a tool's) still show their gap.
+        assert xlsx_census._trim(_sheet_xml([(30_000, 1)] + table, prefix))[1] == 1
+
+
 # --- damaged workbooks, sheet by sheet --------------------------------------------------------
 
 def _mutations() -> dict[str, callable]:
