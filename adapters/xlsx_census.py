@@ -48,9 +48,13 @@ _VALUE = re.compile(rb'<(?:[A-Za-z]+:)?v>[^<]')
 # "f", where `b"f>" in xml` stops at every ">" of the sheet (9 against 26 ms on a 30 MB sheet).
 _FORMULA_END = re.compile(rb"f>")
 
-# A sheet whose cells span more than this many rows × columns is looked at cell by cell (8 columns of a
-# million rows is fine; 16,384 columns of them is not).
+# A sheet whose cells may span more than this many rows × columns is looked at (8 columns of a million
+# rows is fine; 16,384 columns of them is not).
 _SCAN_FROM_CELLS = 20_000_000
+# Once looked at, the stray cells of a sheet spanning more than this are dropped: a reader builds every
+# cell of the span (a stray value at A1048576 below 200 lines made 8 million cells: 4 s and 400 MiB for
+# one package; S1048576, 6 s and 850 MiB, near the worker's limit).
+_TRIM_FROM_CELLS = 2_000_000
 _HEADER_ROWS = 10  # assets/sheets.py looks for a table's header in the first rows
 _MIN_COLUMNS = 26  # a table keeps at least columns A..Z, headers or not
 _ROW_GAP = 10_000  # empty rows after which anything further down is stray
@@ -141,7 +145,7 @@ def _trim(xml: bytes) -> tuple[bytes, int]:
     header_columns = [col for col, row in refs if row <= _HEADER_ROWS]
     max_col = max([_MIN_COLUMNS, *header_columns])
     max_row = _last_row_before_gap(sorted({row for col, row in refs if col <= max_col}))
-    if max(col for col, _ in refs) * max(row for _, row in refs) <= _SCAN_FROM_CELLS:
+    if max(col for col, _ in refs) * max(row for _, row in refs) <= _TRIM_FROM_CELLS:
         return xml, 0
     dropped = 0
 

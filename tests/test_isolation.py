@@ -237,10 +237,21 @@ def test_long_narrow_sheet_is_kept_whole_from_its_rows_alone(monkeypatch):
     assert xlsx_census._trim(long_sheet) == (long_sheet, 0)
 
 
+def test_a_stray_cell_far_down_column_a_is_dropped():
+    from adapters import xlsx_census
+
+    # Ctrl+↓ and typing: the span is 8 columns × 1,048,576 rows, which a reader would build cell by cell.
+    table = [(r, 8) for r in range(1, 201)]
+    sheet = _sheet_xml(table + [(1_048_576, 1)])
+    trimmed, dropped = xlsx_census._trim(sheet)
+    assert dropped == 1 and b"A1048576" not in trimmed and b'r="A200"' in trimmed
+
+
 def test_stray_cells_below_a_long_gap_are_dropped_in_narrow_sheets_too(monkeypatch):
     from adapters import xlsx_census
 
     monkeypatch.setattr(xlsx_census, "_SCAN_FROM_CELLS", 26 * 100)
+    monkeypatch.setattr(xlsx_census, "_TRIM_FROM_CELLS", 26 * 100)
     for prefix in ("", "x:"):
         table = [(r, 8) for r in range(1, 201)]
         sheet = _sheet_xml(table + [(30_000, 1)], prefix)
