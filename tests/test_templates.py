@@ -5,8 +5,10 @@ read back by the pipeline as meant; filled in a spreadsheet program it yields no
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
 import os
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from adapters.workbook import Workbook
 from assets.self_check import check_package
 from assets.sheets import EXAMPLE_MARK, parse_key_value, read_sheets
 from assets.templates import GUIDE, TABLES, _filled, _Templates, template_bytes, write_year_templates
+from assets.xlsx_archive import Member, archive
 from etl.cli import main
 from etl.sample.builder import SHANGHAI, clean_package, zip_bytes
 from schemas.layout import BASIC_INFO, CATEGORIES, EXPENSES, LEFTOVER, SOURCES_BY_LEVEL
@@ -167,6 +170,21 @@ def assert_as_rendered_alone(registry: YearRegistry, projects: list[RegisteredPr
         alone = template_bytes(year, project)
         assert as_read(path.read_bytes()) == as_read(alone), project
         assert path.read_bytes() == alone, project
+
+
+def test_archive_of_members_deflated_once_is_what_zipfile_writes():
+    members = {"[Content_Types].xml": b"<Types/>", "xl/empty.xml": b"", "xl/random.bin": os.urandom(70_000),
+               "xl/worksheets/sheet1.xml": "<c><v>专家服务基层</v></c>".encode() * 5_000}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as book:  # as xlsxwriter's packager
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            book.writestr(info, data)
+    written = archive(Member.of(name, data) for name, data in members.items())
+    assert written == buffer.getvalue()
+    with zipfile.ZipFile(io.BytesIO(written)) as book:
+        assert book.testzip() is None and {i.filename: book.read(i) for i in book.infolist()} == members
 
 
 USCC = "91310000132200821H"
