@@ -147,6 +147,8 @@ def _trim(xml: bytes) -> tuple[bytes, int]:
     max_row = _last_row_before_gap(sorted({row for col, row in refs if col <= max_col}))
     if max(col for col, _ in refs) * max(row for _, row in refs) <= _TRIM_FROM_CELLS:
         return xml, 0
+    if all(col <= max_col and row <= max_row for col, row in refs):
+        return xml, 0  # wide, but nothing outside the region: the copy would be the sheet itself
     dropped = 0
 
     def keep(match: re.Match) -> bytes:

@@ -226,6 +226,9 @@ class _NoCellScan:
     def findall(self, *_):
         raise AssertionError("looked at every cell of a sheet whose rows said enough")
 
+    def sub(self, *_):
+        raise AssertionError("rewrote a sheet with nothing to drop")
+
 
 def test_long_narrow_sheet_is_kept_whole_from_its_rows_alone(monkeypatch):
     from adapters import xlsx_census
@@ -235,6 +238,17 @@ def test_long_narrow_sheet_is_kept_whole_from_its_rows_alone(monkeypatch):
     long_sheet = _sheet_xml([(r, 8) for r in range(1, 2001)])
     monkeypatch.setattr(xlsx_census, "_CELL_REF", _NoCellScan())
     assert xlsx_census._trim(long_sheet) == (long_sheet, 0)
+
+
+def test_a_wide_sheet_with_nothing_outside_its_region_is_not_rewritten(monkeypatch):
+    from adapters import xlsx_census
+
+    # A column AB named in the header row (a unit's own 备注 column) makes the sheet wide: its cells are
+    # looked at, and since all of them lie within the header's columns, none is substituted away.
+    monkeypatch.setattr(xlsx_census, "_TRIM_FROM_CELLS", 26 * 100)
+    sheet = _sheet_xml([(r, 8) for r in range(1, 201)]).replace(b'</v></c></row>', b'</v></c><c r="AB1"><v>9</v></c></row>', 1)
+    monkeypatch.setattr(xlsx_census, "_CELL", _NoCellScan())
+    assert xlsx_census._trim(sheet) == (sheet, 0)
 
 
 def test_a_stray_cell_far_down_column_a_is_dropped():
