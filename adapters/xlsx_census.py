@@ -164,7 +164,10 @@ def _trim(xml: bytes) -> tuple[bytes, int]:
 
 def _gap_in(rows: list[bytes]) -> bool:
     """Whether the row numbers have a run of empty rows after which anything is stray."""
-    numbers = np.sort(np.array(rows or [b"0"]).astype(np.int64))  # in order already, unless the file is odd
+    try:
+        numbers = np.sort(np.array(rows or [b"0"]).astype(np.int64))  # in order already, unless the file is odd
+    except OverflowError:  # a row number past any sheet's (Excel stops at 1,048,576): let the cell scan judge
+        return True
     return bool((np.diff(numbers) > _ROW_GAP).any())
 
 

@@ -272,8 +272,9 @@ def test_stray_cells_below_a_long_gap_are_dropped_in_narrow_sheets_too(monkeypat
         stray = f'<{prefix}c r="A30000"><{prefix}v>0</{prefix}v></{prefix}c>'.encode()
         dimension = f'<{prefix}dimension ref="A1:H30000"/>'.encode()
         assert xlsx_census._trim(sheet) == (sheet.replace(stray, b"").replace(dimension, b""), 1)
-        # Rows out of order (a tool's) still show their gap.
+        # Rows out of order (a tool's) still show their gap, and so does a row number past Excel's last.
         assert xlsx_census._trim(_sheet_xml([(30_000, 1)] + table, prefix))[1] == 1
+        assert xlsx_census._trim(_sheet_xml(table + [(10**20, 1)], prefix))[1] == 1
 
 
 # --- damaged workbooks, sheet by sheet --------------------------------------------------------
