@@ -251,6 +251,16 @@ def test_a_wide_sheet_with_nothing_outside_its_region_is_not_rewritten(monkeypat
     assert xlsx_census._trim(sheet) == (sheet, 0)
 
 
+def test_cell_references_are_read_into_columns_and_rows():
+    from adapters import xlsx_census
+
+    xml = b'<row r="1"><c r="A1"/><c r="AB1" t="s"><v>0</v></c></row><x:row r="9"><x:c r="XFD9"/></x:row>' \
+          b'<row r="99999999999999999999"><c r="B99999999999999999999"/></row>'
+    cols, rows = xlsx_census._cell_refs(xml)
+    assert cols.tolist() == [1, 28, 16384, 2]
+    assert rows.tolist() == [1, 1, 9, xlsx_census._ROW_CEILING]
+
+
 def test_a_stray_cell_far_down_column_a_is_dropped():
     from adapters import xlsx_census
 
