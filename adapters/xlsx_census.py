@@ -136,7 +136,7 @@ def _trim(xml: bytes) -> tuple[bytes, int]:
     narrow = _WIDE_COLUMN.search(xml) is None
     if narrow and last_row * _MIN_COLUMNS <= _SCAN_FROM_CELLS:
         return xml, 0  # cheap verdict for nearly every sheet: template-wide, not that many rows
-    if narrow and not _gap_in(_ROW_WITH_CELLS.findall(xml)):
+    if narrow and _gap_after(np.sort(_row_numbers(_ROW_WITH_CELLS.findall(xml)))) is None:
         # A long sheet of template width with no long run of empty rows: nothing lies outside the table's
         # region, and looking at its rows costs a fraction of looking at its cells (0.5 against 13 s for
         # a million lines of 8 cells).
@@ -164,18 +164,31 @@ def _trim(xml: bytes) -> tuple[bytes, int]:
     return trimmed, dropped
 
 
-def _gap_in(rows: list[bytes]) -> bool:
-    """Whether the row numbers have a run of empty rows after which anything is stray."""
-    try:
-        numbers = np.sort(np.array(rows or [b"0"]).astype(np.int64))  # in order already, unless the file is odd
-    except OverflowError:  # a row number past any sheet's (Excel stops at 1,048,576): let the cell scan judge
-        return True
-    return bool((np.diff(numbers) > _ROW_GAP).any())
+def _row_numbers(digits: list[bytes] | np.ndarray) -> np.ndarray:
+    """Row numbers as int64. Read through float64, which cannot overflow: a row number past any sheet's
+    (Excel stops at 1,048,576; a tool may write r="1e20"'s digits) counts as _ROW_CEILING, far down."""
+    return np.array(digits, dtype=bytes).astype(np.float64).clip(max=_ROW_CEILING).astype(np.int64)
+
+
+def _gap_after(rows: np.ndarray) -> int | None:
+    """Index of the last row before the first run of more than _ROW_GAP empty rows (rows sorted), if any."""
+    gaps = np.flatnonzero(np.diff(rows) > _ROW_GAP)
+    return int(gaps[0]) if len(gaps) else None
+
+
+def _last_row_before_gap(rows: np.ndarray) -> int:
+    """The table's last row: the last before the first long run of empty rows, else the last (rows sorted)."""
+    if not len(rows):
+        return 0
+    gap = _gap_after(rows)
+    return int(rows[-1 if gap is None else gap])
 
 
 def _cell_refs(xml: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Each cell's 1-based column and Excel row, as two arrays: 10 bytes a cell. A list of (column, row)
-    tuples took ~200, and made a legitimate 300,000-line sheet of 30 columns a P008 (1.7 GiB)."""
+    tuples (findall) took ~200, and made a legitimate 300,000-line sheet of 30 columns a P008 (1.7 GiB).
+    Taking it a slice at a time with findall was no better: the tuples' freed memory stays in the
+    process, and the reader that came next no longer fitted in the worker's limit."""
     cols, rows = array("H"), array("q")
     numbers: dict[bytes, int] = {}  # a sheet has few distinct columns
     for match in _CELL_REF.finditer(xml):
@@ -186,12 +199,6 @@ def _cell_refs(xml: bytes) -> tuple[np.ndarray, np.ndarray]:
         cols.append(col)
         rows.append(min(int(match[2]), _ROW_CEILING))
     return np.frombuffer(cols, dtype=np.uint16), np.frombuffer(rows, dtype=np.int64)
-
-
-def _last_row_before_gap(rows: np.ndarray) -> int:
-    """The last row before the first run of empty rows longer than _ROW_GAP (rows: sorted, distinct)."""
-    gaps = np.flatnonzero(np.diff(rows) > _ROW_GAP)
-    return int(rows[gaps[0]]) if len(gaps) else (int(rows[-1]) if len(rows) else 0)
 
 
 def _may_hold_formulas(xml: bytes) -> bool:
