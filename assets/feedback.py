@@ -20,6 +20,7 @@ the unit's own comments are all lost.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from xlsxwriter.worksheet import Worksheet
 from adapters.registry import LEVEL_ZH, SAMPLE_NOTE, TYPE_ZH
 from adapters.workbook import Grid, UnreadableWorkbook, Workbook
 from assets.changes import PackageChanges
+from assets.plain_cells import PlainCells, with_plain_cells
 from assets.sheets import load_grids
 from assets.summary_workbook import atomic_path, display_width, integer, text, waiver_note
 from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
@@ -121,25 +123,26 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
     pointing = _at_cells(rows)
     grids = (load_grids(unit_grids) if unit_grids is not None else _unit_sheets(workbook)) if pointing else None
     marks = _marks(grids, pointing, sheets) if grids is not None else {}
+    written = io.BytesIO()
+    # in_memory: no temporary files, and zip members stamped with a fixed time (same bytes each run).
+    # Belt and braces with write_string: no text is ever turned into a formula, number or link.
+    book = xlsxwriter.Workbook(written, {"in_memory": True, "strings_to_formulas": False,
+                                         "strings_to_numbers": False, "strings_to_urls": False})
+    book.set_properties({"author": _AUTHOR, "created": _CREATED})
+    formats = _Formats(book)
+    # The first sheet added is the one that opens, and the only one selected.
+    cover = book.add_worksheet(COVER)
+    _fill_cover(cover, formats, year=year, project=project, status=status,
+                package=package, rows=rows, deadline=deadline, money=money, sample=sample,
+                marked=sum(len(cells) for cells in marks.values()))
+    _versions_line(cover, formats, versions)
+    _fill_list(book.add_worksheet(LIST), formats, rows)
+    if changes is not None:
+        _fill_changes(book.add_worksheet(CHANGES), formats, changes)
+    plain = _copy_unit_sheets(book, formats, grids, marks) if marks else {}
+    book.close()
     with atomic_path(path) as partial:
-        # in_memory: no temporary files, and zip members stamped with a fixed time (same bytes each run).
-        # Belt and braces with write_string: no text is ever turned into a formula, number or link.
-        book = xlsxwriter.Workbook(str(partial), {"in_memory": True, "strings_to_formulas": False,
-                                                  "strings_to_numbers": False, "strings_to_urls": False})
-        book.set_properties({"author": _AUTHOR, "created": _CREATED})
-        formats = _Formats(book)
-        # The first sheet added is the one that opens, and the only one selected.
-        cover = book.add_worksheet(COVER)
-        _fill_cover(cover, formats, year=year, project=project, status=status,
-                    package=package, rows=rows, deadline=deadline, money=money, sample=sample,
-                    marked=sum(len(cells) for cells in marks.values()))
-        _versions_line(cover, formats, versions)
-        _fill_list(book.add_worksheet(LIST), formats, rows)
-        if changes is not None:
-            _fill_changes(book.add_worksheet(CHANGES), formats, changes)
-        if marks:
-            _copy_unit_sheets(book, formats, grids, marks)
-        book.close()
+        partial.write_bytes(with_plain_cells(written.getvalue(), plain))
     return path
 
 
@@ -257,11 +260,16 @@ def _locate(finding: _Finding, grids: dict[str, Grid], sheets: dict[str, dict]) 
     return finding.row - 1, column
 
 
-def _copy_unit_sheets(book: xlsxwriter.Workbook, formats: _Formats, grids: dict[str, Grid], marks: Marks) -> None:
+def _copy_unit_sheets(book: xlsxwriter.Workbook, formats: _Formats, grids: dict[str, Grid], marks: Marks
+                      ) -> dict[str, PlainCells]:
+    """The unit's sheets after ours, each as the name it is added under -> its plain cells (written into
+    the file after xlsxwriter closes it: assets/plain_cells.py)."""
     taken = {COVER.lower(), LIST.lower(), CHANGES.lower()}
+    plain = {}
     for typed, grid in grids.items():
-        sheet = book.add_worksheet(_copy_name(typed, taken))
-        _copy_grid(sheet, formats, grid, marks.get(typed, {}))
+        name = _copy_name(typed, taken)
+        plain[name] = _copy_grid(book.add_worksheet(name), formats, grid, marks.get(typed, {}))
+    return plain
 
 
 def _copy_name(typed: str, taken: set[str]) -> str:
@@ -278,51 +286,63 @@ def _copy_name(typed: str, taken: set[str]) -> str:
     return name
 
 
-def _copy_grid(sheet: Worksheet, formats: _Formats, grid: Grid, marks: dict[Place, list[_Finding]]) -> None:
-    """The unit's values where it typed them, its marked cells filled and commented."""
+def _copy_grid(sheet: Worksheet, formats: _Formats, grid: Grid, marks: dict[Place, list[_Finding]]) -> PlainCells:
+    """The unit's values where it typed them, its marked cells filled and commented. Texts, numbers and
+    booleans are the plain cells returned; xlsxwriter writes the cells with a format (dates, marks)."""
+    plain = PlainCells()
     widths: dict[int, int] = {}
     for row, values in enumerate(grid):
         for column, value in enumerate(values):
-            if value is not None and value != "":
-                width = _copy_value(sheet, formats, row, column, value, None)
+            if value is not None and value != "" and (row, column) not in marks:
+                width = _copy_value(sheet, plain, formats, row, column, value, None)
                 if width > widths.get(column, 0):
                     widths[column] = width
-    # Marked cells are written again, with their fill (a cell written twice keeps the last write);
-    # empty ones too, since a finding may point at a value the unit left out.
+    # Marked cells, empty ones too: a finding may point at a value the unit left out.
     for (row, column), found in marks.items():
         fill = _fill(any(f.fatal for f in found))
         value = grid[row][column] if row < len(grid) and column < len(grid[row]) else None
         if value is None or value == "":
             sheet.write_blank(row, column, None, formats.copy(None, fill))
         else:
-            _copy_value(sheet, formats, row, column, value, fill)
+            width = _copy_value(sheet, None, formats, row, column, value, fill)
+            widths[column] = max(width, widths.get(column, 0))
         sheet.write_comment(row, column, *_comment(found))
     narrowest, widest = _COPY_WIDTHS
     for column, width in widths.items():
         sheet.set_column(column, column, min(max(width + 2, narrowest), widest))
+    return plain
 
 
-def _copy_value(sheet: Worksheet, formats: _Formats, row: int, column: int, value: object, fill: str | None) -> int:
-    """Write one value the unit typed with its type kept; return how many columns it takes on screen.
-    (Runs for every cell of every copy: types are told apart by identity, the commonest first.)"""
+def _copy_value(sheet: Worksheet, plain: PlainCells | None, formats: _Formats, row: int, column: int, value: object,
+                fill: str | None) -> int:
+    """Write one value the unit typed with its type kept (into `plain` when it needs no format); return how
+    many columns it takes on screen. (Runs for every cell of every copy: types are told apart by identity,
+    the commonest first.)"""
     kind = type(value)
     number_format = _DATE_FORMATS.get(kind)
     fmt = formats.copy(number_format, fill) if number_format or fill else None
     if kind is str:
         typed = _safe(value)
-        sheet.write_string(row, column, typed, fmt)
+        if fmt is not None or plain is None or not plain.text(row, column, typed):
+            sheet.write_string(row, column, typed, fmt)
         return max(map(display_width, typed.split("\n"))) if "\n" in typed else display_width(typed)
     if kind is float or kind is int:
-        sheet.write_number(row, column, value, fmt)
+        if fmt is None and plain is not None:
+            plain.number(row, column, value)
+        else:
+            sheet.write_number(row, column, value, fmt)
         return len(str(value))
     if kind is bool:
-        sheet.write_boolean(row, column, value, fmt)
+        if fmt is None and plain is not None:
+            plain.boolean(row, column, value)
+        else:
+            sheet.write_boolean(row, column, value, fmt)
         return len("FALSE")
     if number_format is not None:
         sheet.write_datetime(row, column, value, fmt)
         return len(number_format)  # shown as wide as its format
     # Nothing else comes out of a workbook today; should it, the unit still sees what it typed, as text.
-    return _copy_value(sheet, formats, row, column, str(value), fill)
+    return _copy_value(sheet, plain, formats, row, column, str(value), fill)
 
 
 def _comment(found: list[_Finding]) -> tuple[str, dict]:

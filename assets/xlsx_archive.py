@@ -40,6 +40,17 @@ class Member:
         deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
         return cls(name.encode("ascii"), zlib.crc32(data), len(data), deflate.compress(data) + deflate.flush())
 
+    @classmethod
+    def taken_from(cls, archive_bytes: bytes, info: zipfile.ZipInfo) -> Member:
+        """A deflated member of an archive zipfile wrote (xlsxwriter's), as it is: not inflated and deflated
+        again."""
+        if info.compress_type != _DEFLATED:
+            raise ValueError(f"{info.filename} is not deflated")
+        header = _LOCAL_HEADER.unpack_from(archive_bytes, info.header_offset)
+        start = info.header_offset + _LOCAL_HEADER.size + header[-2] + header[-1]  # after its name and extra field
+        return cls(info.filename.encode("ascii"), info.CRC, info.file_size,
+                   archive_bytes[start:start + info.compress_size])
+
 
 def archive(members: Iterable[Member]) -> bytes:
     out, central, count = bytearray(), bytearray(), 0

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine
 
 from adapters.warehouse import store
 from assets.feedback import FATAL_FILL, WARNING_FILL, write_feedback
+from assets.sheets import SheetsRead, dump_grids
 from assets.summary_workbook import MONEY_FORMAT, NO_NATIONAL_FILINGS, write_summary
 from etl.cli import main as cli_main
 from etl.sample.builder import BASIC_FIELDS, EXPENSE_HEADER, SHANGHAI, clean_package
@@ -399,3 +400,30 @@ def test_feedback_copy_keeps_each_type_marks_empty_cells_and_leaves_our_sheet_na
     assert formulas_in(path) == []
     # The same inputs give the same bytes, so a re-run leaves an unchanged file as it was.
     assert write_feedback(tmp_path / "again.xlsx", **arguments).read_bytes() == path.read_bytes()
+
+
+def test_feedback_copy_keeps_texts_xml_would_misread(year, tmp_path):
+    """The copy's plain cells are written as XML text (assets/plain_cells.py): what XML or Excel would
+    otherwise read differently comes back as the unit typed it, and a text past Excel's limit is cut there
+    as xlsxwriter cuts it; a marked cell amid them keeps its fill and its row the other cells."""
+    texts = ["  两端有空格  ", "A & B <公司>", "_x000D_ 原样", "第一行\n第二行", "😀" * 20_000, "x" * 40_000]
+    grid = [["序号", "金额（元）", *[f"列{i}" for i in range(len(texts))]], [1, "一千元", *texts], [2, 1234.56, *texts]]
+    sheets = {"经费支出": dict(typed_name="经费支出", header_row=1, headers={"amount": ["金额（元）", 1]})}
+    findings = pd.DataFrame([dict(package="p.zip", rule_id="S002", severity="fatal", sheet="经费支出", row=2,
+                                  column="金额（元）", value="一千元", message="请填写数字金额。")])
+    path = write_feedback(tmp_path / "f.xlsx", year=2023, project=dict(code=DEFECTIVE), status="rejected",
+                          package="p.zip", findings=findings, workbook=None, sheets=sheets,
+                          unit_grids=dump_grids(SheetsRead(grids={"经费支出": grid})))
+    copy = openpyxl.load_workbook(path)["经费支出"]
+    cut = ["😀" * 16_383, "x" * 32_767]  # 32,767 UTF-16 units: a pair for each emoji, and no half pair
+    assert [c.value for c in copy[2]] == [1, "一千元", *texts[:4], *cut]
+    assert [c.value for c in copy[3]] == [2, 1234.56, *texts[:4], *cut]
+    assert copy["B2"].fill.fgColor.rgb == FATAL_FILL and "S002" in copy["B2"].comment.text
+    assert copy["C2"].fill.fgColor.rgb != FATAL_FILL and copy.max_column == 2 + len(texts)
+    assert formulas_in(path) == []
+    # What openpyxl reads either way, Excel would not: spaces at the ends kept only when the XML says so,
+    # and _x000D_ read as a carriage return unless escaped (which xlsxwriter's shared strings do).
+    with zipfile.ZipFile(path) as book:
+        xml = book.read("xl/worksheets/sheet3.xml").decode()
+    assert xml.count('<t xml:space="preserve">  两端有空格  </t>') == 2
+    assert "_x000D_" not in xml
