@@ -11,6 +11,7 @@ them, and the plain cells go in among them, each row in column order, as Spreads
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 import zipfile
@@ -30,6 +31,11 @@ _XML_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _SHEET_DATA = re.compile(rb"<sheetData/>|<sheetData>(.*?)</sheetData>", re.S)
 _CELL = re.compile(rb'<c r="([A-Z]+)([0-9]+)"[^>]*?(?:/>|>.*?</c>)', re.S)
 _DIMENSION = re.compile(rb'<dimension ref="[^"]*"/>')
+_STYLE = re.compile(rb' s="([0-9]+)"')
+# Excel's serial day numbers count from 1899-12-31 and hold a 29 February 1900 that never was: a date
+# from 1900-03-01 on is one more than the days since then (before it, xlsxwriter writes the date).
+_DAY_ZERO = dt.date(1899, 12, 31).toordinal()
+_FIRST_SHIFTED_DAY = 61
 
 
 def _letters(column: int) -> str:
@@ -47,6 +53,10 @@ class PlainCells:
     """One sheet's plain cells, by row (from 0, as xlsxwriter counts): each a (column, <c> element)."""
 
     rows: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
+    # Dates (row, column, serial day), shown as the cell at date_like is (one xlsxwriter wrote with the
+    # date format, whose style number is known only in the file it writes).
+    dates: list[tuple[int, int, int]] = field(default_factory=list)
+    date_like: tuple[int, int] | None = None
     _refs: list[str] = field(default_factory=list)  # column letters, by column from 0
 
     def _ref(self, row: int, column: int) -> str:
@@ -70,6 +80,18 @@ class PlainCells:
         # repr: the shortest text that reads back as the same float (xlsxwriter's %.16G can lose the last digit).
         self._put(row, column, f'<c r="{self._ref(row, column)}"><v>{value!r}</v></c>')
 
+    def date(self, row: int, column: int, value: dt.date) -> bool:
+        """Put a date in, unless xlsxwriter is to write it (returns False then): the first one, which the
+        others are shown like, and any before 1900-03-01."""
+        serial = value.toordinal() - _DAY_ZERO + 1
+        if self.date_like is None:
+            self.date_like = (row, column)
+            return False
+        if serial < _FIRST_SHIFTED_DAY:
+            return False
+        self.dates.append((row, column, serial))
+        return True
+
     def boolean(self, row: int, column: int, value: bool) -> None:
         self._put(row, column, f'<c r="{self._ref(row, column)}" t="b"><v>{int(value)}</v></c>')
 
@@ -84,11 +106,11 @@ class PlainCells:
 def with_plain_cells(book: bytes, sheets: dict[str, PlainCells]) -> bytes:
     """The workbook xlsxwriter wrote, its sheets (by name) holding their plain cells too. The same inputs
     give the same bytes (members stamped as xlsxwriter's are: assets/xlsx_archive.py)."""
-    if not any(cells.rows for cells in sheets.values()):
+    if not any(cells.rows or cells.dates for cells in sheets.values()):
         return book
     with zipfile.ZipFile(io.BytesIO(book)) as archived:
         members = sheet_members(archived)
-        filled = {members[name]: cells for name, cells in sheets.items() if cells.rows}
+        filled = {members[name]: cells for name, cells in sheets.items() if cells.rows or cells.dates}
         return archive(Member.of(info.filename, _merged(archived.read(info), filled[info.filename]))
                        if info.filename in filled else Member.taken_from(book, info) for info in archived.infolist())
 
@@ -101,13 +123,20 @@ def _merged(xml: bytes, plain: PlainCells) -> bytes:
     theirs: dict[int, list[tuple[int, str]]] = {}
     for cell in _CELL.finditer(found[1] or b""):
         theirs.setdefault(int(cell[2]) - 1, []).append((column_number(cell[1]) - 1, cell[0].decode("utf-8")))
+    ours = plain.rows
+    if plain.dates:
+        row, column = plain.date_like
+        style = _STYLE.search(dict(theirs[row])[column].encode())[1].decode()
+        ours = {row: list(cells) for row, cells in ours.items()}
+        for row, column, serial in plain.dates:
+            ours.setdefault(row, []).append((column, f'<c r="{plain._ref(row, column)}" s="{style}"><v>{serial}</v></c>'))
     rows: dict[int, list[str]] = {}
-    for row in sorted(plain.rows.keys() | theirs.keys()):
-        cells = dict(sorted(plain.rows.get(row, ())))
+    for row in sorted(ours.keys() | theirs.keys()):
+        cells = dict(sorted(ours.get(row, ())))
         cells.update(theirs.get(row, ()))
         rows[row] = [cells[c] for c in sorted(cells)]
     body = "".join(f'<row r="{row + 1}">{"".join(cells)}</row>' for row, cells in rows.items())
-    columns = [c for cells in (*plain.rows.values(), *theirs.values()) for c, _ in cells]
+    columns = [c for cells in (*ours.values(), *theirs.values()) for c, _ in cells]
     dimension = f'<dimension ref="{_letters(min(columns))}{min(rows) + 1}:{_letters(max(columns))}{max(rows) + 1}"/>'
     return b"".join([_DIMENSION.sub(dimension.encode(), xml[:found.start()], count=1),
                      b"<sheetData>", body.encode("utf-8"), b"</sheetData>", xml[found.end():]])

@@ -407,7 +407,8 @@ def test_feedback_copy_keeps_texts_xml_would_misread(year, tmp_path):
     otherwise read differently comes back as the unit typed it, and a text past Excel's limit is cut there
     as xlsxwriter cuts it; a marked cell amid them keeps its fill and its row the other cells."""
     texts = ["  两端有空格  ", "A & B <公司>", "_x000D_ 原样", "第一行\n第二行", "😀" * 20_000, "x" * 40_000]
-    grid = [["序号", "金额（元）", *[f"列{i}" for i in range(len(texts))]], [1, "一千元", *texts], [2, 1234.56, *texts]]
+    grid = [["序号", "金额（元）", *[f"列{i}" for i in range(len(texts))], "日期"],
+            [1, "一千元", *texts, date(2023, 6, 1)], [2, 1234.56, *texts, date(1900, 1, 15)]]
     sheets = {"经费支出": dict(typed_name="经费支出", header_row=1, headers={"amount": ["金额（元）", 1]})}
     findings = pd.DataFrame([dict(package="p.zip", rule_id="S002", severity="fatal", sheet="经费支出", row=2,
                                   column="金额（元）", value="一千元", message="请填写数字金额。")])
@@ -416,10 +417,10 @@ def test_feedback_copy_keeps_texts_xml_would_misread(year, tmp_path):
                           unit_grids=dump_grids(SheetsRead(grids={"经费支出": grid})))
     copy = openpyxl.load_workbook(path)["经费支出"]
     cut = ["😀" * 16_383, "x" * 32_767]  # 32,767 UTF-16 units: a pair for each emoji, and no half pair
-    assert [c.value for c in copy[2]] == [1, "一千元", *texts[:4], *cut]
-    assert [c.value for c in copy[3]] == [2, 1234.56, *texts[:4], *cut]
+    assert [c.value for c in copy[2]] == [1, "一千元", *texts[:4], *cut, datetime(2023, 6, 1)]
+    assert [c.value for c in copy[3]] == [2, 1234.56, *texts[:4], *cut, datetime(1900, 1, 15)]
     assert copy["B2"].fill.fgColor.rgb == FATAL_FILL and "S002" in copy["B2"].comment.text
-    assert copy["C2"].fill.fgColor.rgb != FATAL_FILL and copy.max_column == 2 + len(texts)
+    assert copy["C2"].fill.fgColor.rgb != FATAL_FILL and copy.max_column == 3 + len(texts)
     assert formulas_in(path) == []
     # What openpyxl reads either way, Excel would not: spaces at the ends kept only when the XML says so,
     # and _x000D_ read as a carriage return unless escaped (which xlsxwriter's shared strings do).
