@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from schemas.catalog import PROJECT_STATUS_ZH as _STATUS_ZH
+
+# A folder with more files than this (a national year's 5,000 templates, its feedback workbooks) is one
+# line with its count, so that the summary stays readable on a terminal.
+_FILES_LISTED_PER_FOLDER = 12
 
 
 def print_summary(year_dir: Path) -> None:
@@ -22,6 +27,10 @@ def print_summary(year_dir: Path) -> None:
         for row in table.itertuples():
             print(f"  {row.rule_id} {row.severity:<7} {row.n}")
     print("== 导出文件 Exports ==")
-    for path in sorted(year_dir.rglob("*")):
-        if path.is_file():
-            print(f"  {path}")
+    for folder in [year_dir, *sorted(p for p in year_dir.rglob("*") if p.is_dir())]:
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        if len(files) > _FILES_LISTED_PER_FOLDER:
+            print(f"  {folder}{os.sep}  （{len(files):,} 个文件 files）")
+        else:
+            for path in files:
+                print(f"  {path}")

@@ -137,3 +137,22 @@ def test_sensor_skips_content_a_run_already_took_in(clean, inbox, tmp_path):
                  "--database-url", f"sqlite:///{tmp_path / 'w.db'}"]) == 0
     with dg.instance_for_test() as instance:
         assert _sensor(inbox, tmp_path, instance).run_requests == []  # first tick, empty cursor: nothing new
+
+
+def test_run_summary_lists_files_and_counts_a_crowded_folder(tmp_path, capsys):
+    """The CLI's summary after a run: the year's own files by path, and a folder of a national year's
+    thousands of workbooks as one line with its count."""
+    from etl.report import print_summary
+
+    year_dir = tmp_path / "2099"
+    (year_dir / "feedback").mkdir(parents=True)
+    (year_dir / "changes").mkdir()
+    (year_dir / "projects.csv").write_text("project_code,status\n2099-GT-01,accepted\n", encoding="utf-8-sig")
+    (year_dir / "issues.csv").write_text("project_code,rule_id,severity\n", encoding="utf-8-sig")
+    for i in range(1, 31):
+        (year_dir / "feedback" / f"2099-GT-{i:02d}.xlsx").write_bytes(b"")
+    (year_dir / "changes" / "2099-GT-01.xlsx").write_bytes(b"")
+    print_summary(year_dir)
+    listed = capsys.readouterr().out.split("== 导出文件 Exports ==\n")[1].splitlines()
+    assert listed == [f"  {year_dir / 'issues.csv'}", f"  {year_dir / 'projects.csv'}",
+                      f"  {year_dir / 'changes' / '2099-GT-01.xlsx'}", f"  {year_dir / 'feedback'}/  （30 个文件 files）"]
