@@ -122,6 +122,15 @@ def amount_of(typed: object) -> Amount:
 
 def _amount(text: str) -> tuple[bool, int | None, int | None]:
     """(readable, decimals, fen) of a cleaned text: the one reading of an amount (parse_amount's too)."""
+    whole, _, frac = text.partition(".")
+    if whole.isdecimal() and len(frac) <= 2 and (frac.isdecimal() or not frac):
+        # The usual amount (digits, a point and at most two more) read without the two patterns: str's
+        # isdecimal is the patterns' \d (Unicode category Nd), so the reading is theirs (tests/test_values.py).
+        return True, len(frac), int(whole) * 100 + int(frac.ljust(2, "0"))
+    return _amount_by_pattern(text)
+
+
+def _amount_by_pattern(text: str) -> tuple[bool, int | None, int | None]:
     parts = _AMOUNT_RE.match(_AMOUNT_NOISE_RE.sub("", text))
     if parts is None:
         return False, None, None

@@ -86,6 +86,18 @@ def test_one_value_readers_agree_with_the_vectorised_ones():
         assert int_of(typed) == (None if pd.isna(vectorised) else vectorised), typed
 
 
+def test_the_usual_amount_reads_as_the_patterns_read_it():
+    """_amount reads the usual shape without its patterns: it must answer as they do, whatever the digits."""
+    from schemas.values import _amount, _amount_by_pattern
+
+    digits = ["0", "7", "12", "٣", "１", "²", "⑤", "Ⅻ", "_", "e"]
+    typed = [f"{w}{point}{f}" for w in ["", *digits, "1_000", "007"] for point in ["", ".", ".."]
+             for f in ["", *digits, "05", "123", "٣٤"]]
+    typed += SAMPLES + ["1.2.3", ".5", "+5", "5.-1", "1e3", "12 ", "1,2.5"]
+    assert [_amount(t) for t in typed] == [_amount_by_pattern(t) for t in typed]
+    assert _amount("161.59") == (True, 2, 16159) and _amount("٣.٤") == (True, 1, 340)
+
+
 def test_digits_of_another_script_read_and_years_pandas_cannot_hold_do_not():
     # What both readers answer (the test above holds them to each other, not to an answer).
     from schemas.values import amount_of, date_of, int_of
