@@ -106,18 +106,19 @@ Place = tuple[int, int]
 Marks = dict[str, dict[Place, list[_Finding]]]
 
 
-def write_feedback(path: Path, *, year: int, project: dict, status: str, package: str, findings: pd.DataFrame,
+def write_feedback(path: Path, *, year: int, project: dict, status: str, package: str,
+                   findings: pd.DataFrame | FindingColumns,
                    workbook: bytes | None, sheets: dict[str, dict], deadline: str = "", unit_grids: bytes | None = None,
                    changes: PackageChanges | None = None, versions: str = "", money: ProjectMoney | None = None,
                    sample: bool = False) -> Path:
     """Write the unit's feedback workbook atomically and return its path.
 
-    findings: the project's rows of issues.csv, every package of it; unit_grids: the sheets of the package
+    findings: the project's rows of issues.csv, every package of it (or finding_columns of them); unit_grids: the sheets of the package
     in use as intake read them (assets.sheets.dump_grids), else workbook: its .xlsx bytes, or None; sheets:
     template sheet -> {typed_name, header_row, headers} of that package; changes: what changed since the
     unit's previous version (a 版本变更 sheet); versions: the rule-set and registry versions, on the cover.
     """
-    rows = _ordered(findings, package)
+    rows = _ordered(finding_columns(findings) if isinstance(findings, pd.DataFrame) else findings, package)
     # Without a finding at a cell the unit's sheets are not even loaded. xlsxwriter formats a cell when it
     # is written, and the cover counts the marked cells: mark first.
     pointing = _at_cells(rows)
@@ -146,12 +147,20 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
     return path
 
 
-def _ordered(findings: pd.DataFrame, package: str) -> list[_Finding]:
+# A project's findings as write_feedback reads them: issues.csv's columns (_FINDING_COLUMNS) as lists.
+FindingColumns = dict[str, list]
+
+
+def finding_columns(findings: pd.DataFrame) -> FindingColumns:
+    """issues.csv's rows (a project's, or the year's to cut per project) as the columns write_feedback
+    reads, each a list: cheaper than the frame to cut, to send to a worker and to go through. A table
+    without the waiver columns, as older exports have, reads as nothing waived."""
+    return {c: findings[c].tolist() if c in findings else [""] * len(findings) for c in _FINDING_COLUMNS}
+
+
+def _ordered(findings: FindingColumns, package: str) -> list[_Finding]:
     """The package in use first, then superseded packages'; fatal before warning in each; else as given."""
-    # Column by column: DataFrame.to_dict("records") alone costs ~0.4 ms, a tenth of a file's budget.
-    # (A table without the waiver columns, as older exports have, reads as nothing waived.)
-    columns = [findings[c].tolist() if c in findings else [""] * len(findings) for c in _FINDING_COLUMNS]
-    records = (dict(zip(_FINDING_COLUMNS, values)) for values in zip(*columns))
+    records = (dict(zip(_FINDING_COLUMNS, values)) for values in zip(*(findings[c] for c in _FINDING_COLUMNS)))
     rows = [
         _Finding(package=text(f["package"]), rule_id=text(f["rule_id"]), severity=text(f["severity"]),
                  sheet=text(f["sheet"]), row=integer(f["row"]), column=text(f["column"]), value=text(f["value"]),
@@ -166,7 +175,7 @@ def _at_cells(rows: list[_Finding]) -> list[_Finding]:
     return [f for f in rows if f.in_use and f.row]
 
 
-def needs_copy(findings: pd.DataFrame, package: str) -> bool:
+def needs_copy(findings: FindingColumns, package: str) -> bool:
     """Whether the project's feedback may copy the unit's workbook (a finding points at a cell): the
     caller loads the unit's sheets for write_feedback only then."""
     return bool(_at_cells(_ordered(findings, package)))
