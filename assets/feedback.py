@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -335,6 +336,8 @@ def _copy_value(sheet: Worksheet, plain: PlainCells | None, formats: _Formats, r
         if fmt is not None or plain is None or not plain.text(row, column, typed):
             sheet.write_string(row, column, typed, fmt)
         return max(map(display_width, typed.split("\n"))) if "\n" in typed else display_width(typed)
+    if kind is float and not math.isfinite(value):  # a tool's NaN or infinity, which no cell can hold
+        return _copy_value(sheet, plain, formats, row, column, str(value), fill)
     if kind is float or kind is int:
         if fmt is None and plain is not None:
             plain.number(row, column, value)

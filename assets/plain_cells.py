@@ -24,7 +24,8 @@ from assets.xlsx_archive import Member, archive
 _LONGEST_TEXT = 32_767
 # A literal _xHHHH_ is an escaped character to Excel, and xlsxwriter escapes its underscore in turn
 # (_x005F_). Readers undo that in the shared strings, but not all of them in an inline string (openpyxl
-# does not), so such a text is left to xlsxwriter.
+# does not), so such a text is left to xlsxwriter; so is one with a carriage return, which XML text
+# would turn into a line feed (xlsxwriter writes it as _x000D_).
 _ESCAPED_CHARACTER = re.compile(r"_x[0-9A-Fa-f]{4}_")
 _XML_SPECIAL = re.compile(r"[&<>]")
 _XML_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -66,7 +67,7 @@ class PlainCells:
 
     def text(self, row: int, column: int, value: str) -> bool:
         """Put the text in, unless it is one for xlsxwriter to write (returns False then)."""
-        if "_x" in value and _ESCAPED_CHARACTER.search(value):
+        if "_x" in value and _ESCAPED_CHARACTER.search(value) or "\r" in value:
             return False
         if len(value) > _LONGEST_TEXT // 2:  # may be too long: a character takes one or two UTF-16 units
             value = value.encode("utf-16-le")[:2 * _LONGEST_TEXT].decode("utf-16-le", errors="ignore")
@@ -77,6 +78,7 @@ class PlainCells:
         return True
 
     def number(self, row: int, column: int, value: int | float) -> None:
+        """A finite number (Excel holds no NaN or infinity: see feedback._copy_value)."""
         # repr: the shortest text that reads back as the same float (xlsxwriter's %.16G can lose the last digit).
         self._put(row, column, f'<c r="{self._ref(row, column)}"><v>{value!r}</v></c>')
 

@@ -14,6 +14,7 @@ import openpyxl
 import pandas as pd
 import pytest
 import xlsxwriter
+from python_calamine import CalamineWorkbook
 from sqlalchemy import create_engine
 
 from adapters.warehouse import store
@@ -406,7 +407,7 @@ def test_feedback_copy_keeps_texts_xml_would_misread(year, tmp_path):
     """The copy's plain cells are written as XML text (assets/plain_cells.py): what XML or Excel would
     otherwise read differently comes back as the unit typed it, and a text past Excel's limit is cut there
     as xlsxwriter cuts it; a marked cell amid them keeps its fill and its row the other cells."""
-    texts = ["  两端有空格  ", "A & B <公司>", "_x000D_ 原样", "第一行\n第二行", "😀" * 20_000, "x" * 40_000]
+    texts = ["  两端有空格  ", "A & B <公司>", "_x000D_ 原样", "第一行\r\n第二行", "😀" * 20_000, "x" * 40_000]
     grid = [["序号", "金额（元）", *[f"列{i}" for i in range(len(texts))], "日期"],
             [1, "一千元", *texts, date(2023, 6, 1)], [2, 1234.56, *texts, date(1900, 1, 15)]]
     sheets = {"经费支出": dict(typed_name="经费支出", header_row=1, headers={"amount": ["金额（元）", 1]})}
@@ -417,14 +418,25 @@ def test_feedback_copy_keeps_texts_xml_would_misread(year, tmp_path):
                           unit_grids=dump_grids(SheetsRead(grids={"经费支出": grid})))
     copy = openpyxl.load_workbook(path)["经费支出"]
     cut = ["😀" * 16_383, "x" * 32_767]  # 32,767 UTF-16 units: a pair for each emoji, and no half pair
-    assert [c.value for c in copy[2]] == [1, "一千元", *texts[:4], *cut, datetime(2023, 6, 1)]
-    assert [c.value for c in copy[3]] == [2, 1234.56, *texts[:4], *cut, datetime(1900, 1, 15)]
+    # Read back as the pipeline reads (python-calamine undoes Excel's _xHHHH_ escapes, openpyxl does not).
+    values = CalamineWorkbook.from_path(str(path)).get_sheet_by_name("经费支出").to_python()
+    assert values[1] == [1, "一千元", *texts[:4], *cut, date(2023, 6, 1)]
+    assert values[2] == [2, 1234.56, *texts[:4], *cut, date(1900, 1, 15)]
     assert copy["B2"].fill.fgColor.rgb == FATAL_FILL and "S002" in copy["B2"].comment.text
     assert copy["C2"].fill.fgColor.rgb != FATAL_FILL and copy.max_column == 3 + len(texts)
     assert formulas_in(path) == []
+    # A tool may write a NaN or an infinity, which no cell holds: the unit sees it as text.
+    grid[2][1] = float("nan")
+    grid[1][0] = float("-inf")
+    path = write_feedback(tmp_path / "g.xlsx", year=2023, project=dict(code=DEFECTIVE), status="rejected",
+                          package="p.zip", findings=findings, workbook=None, sheets=sheets,
+                          unit_grids=dump_grids(SheetsRead(grids={"经费支出": grid})))
+    copy = openpyxl.load_workbook(path)["经费支出"]
+    assert (copy["A2"].value, copy["B2"].value, copy["B3"].value) == ("-inf", "一千元", "nan")
+    assert copy["B2"].fill.fgColor.rgb == FATAL_FILL
     # What openpyxl reads either way, Excel would not: spaces at the ends kept only when the XML says so,
     # and _x000D_ read as a carriage return unless escaped (which xlsxwriter's shared strings do).
     with zipfile.ZipFile(path) as book:
         xml = book.read("xl/worksheets/sheet3.xml").decode()
     assert xml.count('<t xml:space="preserve">  两端有空格  </t>') == 2
-    assert "_x000D_" not in xml
+    assert "_x000D_" not in xml and "\r" not in xml
