@@ -351,7 +351,8 @@ def _copy_value(sheet: Worksheet, plain: PlainCells | None, formats: _Formats, r
             sheet.write_boolean(row, column, value, fmt)
         return len("FALSE")
     if number_format is not None:
-        if fill is not None or kind is not dt.date or plain is None or not plain.date(row, column, value):
+        like = plain.like(fmt, row, column) if plain is not None and fill is None and kind is dt.date else None
+        if like is None or not plain.date(row, column, value, like):
             sheet.write_datetime(row, column, value, fmt)
         return len(number_format)  # shown as wide as its format
     # Nothing else comes out of a workbook today; should it, the unit still sees what it typed, as text.

@@ -14,6 +14,7 @@ from xlsxwriter.worksheet import Worksheet
 
 from adapters.registry import SAMPLE_LABEL, SAMPLE_NOTE, TYPE_ZH
 from assets.indicators import INDICATOR_ZH, Outcomes
+from assets.plain_cells import PlainCells
 from assets.summary_workbook import display_width
 
 SHEET = "服务成效"
@@ -33,10 +34,12 @@ _RANKING = [("assessment_rank", "排名", "int"), ("project_code", "项目编号
             ("provisional", "暂定", "text")]
 
 
-def write_outcomes_sheet(book: xlsxwriter.Workbook, formats, *, outcomes: Outcomes) -> None:
+def write_outcomes_sheet(book: xlsxwriter.Workbook, formats, *, outcomes: Outcomes) -> dict[str, PlainCells]:
     """Add the 服务成效 sheet: three tables one under the other, and the chart beside them.
-    `formats` are summary_workbook's (header, and a format by kind)."""
+    `formats` are summary_workbook's (header, and a format by kind). Returns the sheet's plain cells
+    (assets/plain_cells.py), for write_summary to put into the file."""
     sheet = book.add_worksheet(SHEET)
+    plain = PlainCells()
     bold = book.add_format({"bold": True, "font_size": 12})
     number = {"int": formats.by_kind["int"], "money": formats.by_kind["money"],
               "num": book.add_format({"border": 1, "font_size": 10, "num_format": "0.00"}),
@@ -47,18 +50,20 @@ def write_outcomes_sheet(book: xlsxwriter.Workbook, formats, *, outcomes: Outcom
     sheet.write_string(0, 0, f"{outcomes.year}年度服务成效指标{label}", bold)
     indicators = [{**r, "type": TYPE_ZH[r["type"]], "provisional": "暂定" if r["provisional"] == "true" else ""}
                   for r in outcomes.indicators]
-    row = _table(sheet, formats, number, 1, _INDICATORS, indicators)
+    # The chart's cells stay xlsxwriter's: it stores a copy of the values a chart shows beside the chart.
+    charted = {0, [f for f, _, _ in _INDICATORS].index("people_served")}
+    row = _table(sheet, plain, formats, number, 1, _INDICATORS, indicators, charted)
     first_data, last_data = 2, row - 1
     row += 1
     sheet.write_string(row, 0, f"后评估：与上一年度比较{label}", bold)
-    row = _table(sheet, formats, number, row + 1, _YOY, outcomes.year_over_year)
+    row = _table(sheet, plain, formats, number, row + 1, _YOY, outcomes.year_over_year)
     if not outcomes.year_over_year:
         sheet.write_string(row, 0, "无上一年度可比较的项目")
         row += 1
     row += 1
     sheet.write_string(row, 0, f"服务基地定期考核排名（权重见 data/rules/assessment.yaml）{label}", bold)
     ranking = [{**r, "provisional": "暂定" if r["provisional"] == "true" else ""} for r in outcomes.ranking]
-    row = _table(sheet, formats, number, row + 1, _RANKING, ranking)
+    row = _table(sheet, plain, formats, number, row + 1, _RANKING, ranking)
     for col, (field, header, _) in enumerate(_INDICATORS):  # the widest table sets the widths
         longest = max([display_width(header) // 2 + 1] + [display_width(str(r.get(field, ""))) for r in indicators])
         sheet.set_column(col, col, min(max(longest + 2, 8), 40))
@@ -68,22 +73,33 @@ def write_outcomes_sheet(book: xlsxwriter.Workbook, formats, *, outcomes: Outcom
     sheet.set_landscape()
     sheet.set_paper(9)
     sheet.fit_to_pages(1, 0)
+    return {SHEET: plain}
 
 
-def _table(sheet: Worksheet, formats, number: dict, top: int, columns: list[tuple[str, str, str]],
-           rows: list[dict]) -> int:
-    """Write a header and rows from `top`; return the first row after the table."""
+def _table(sheet: Worksheet, plain: PlainCells, formats, number: dict, top: int, columns: list[tuple[str, str, str]],
+           rows: list[dict], charted: set[int] = frozenset()) -> int:
+    """Write a header and rows from `top` (the columns `charted` through xlsxwriter, the others as plain
+    cells where they can be); return the first row after the table."""
     for col, (_, header, _) in enumerate(columns):
         sheet.write_string(top, col, header, formats.header)
     for r, values in enumerate(rows, start=top + 1):
         for col, (field, _, kind) in enumerate(columns):
             value = values.get(field, "")
+            like = None if col in charted else plain.like(number[kind], r, col)
             if value in ("", None):
-                sheet.write_blank(r, col, None, number[kind])
+                if like is None:
+                    sheet.write_blank(r, col, None, number[kind])
+                else:
+                    plain.blank(r, col, like)
             elif kind == "text":
-                sheet.write_string(r, col, str(value), number[kind])
+                if like is None or not plain.text(r, col, str(value), like):
+                    sheet.write_string(r, col, str(value), number[kind])
             else:
-                sheet.write_number(r, col, float(Decimal(str(value))), number[kind])  # exact text -> number here
+                figure = float(Decimal(str(value)))  # exact text -> number here
+                if like is None:
+                    sheet.write_number(r, col, figure, number[kind])
+                else:
+                    plain.number(r, col, figure, like)
     return top + 1 + len(rows)
 
 

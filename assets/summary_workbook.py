@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import filecmp
 import functools
+import io
 import os
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,7 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from adapters.registry import LEVEL_ZH, REFUND_TO, SAMPLE_NOTE, TYPE_ZH
+from assets.plain_cells import PlainCells, with_plain_cells
 from assets.waivers import STATE_ZH as WAIVER_STATE_ZH
 from schemas.catalog import NATIONAL_STATUS_ZH, PROJECT_STATUS_ZH, SEVERITY_ZH
 
@@ -111,8 +113,20 @@ class _Formats:
         }
 
 
-def _write_cell(sheet: Worksheet, row: int, col: int, value: Cell, kind: str, fmt) -> None:
-    if value is None or value == "":
+def _write_cell(sheet: Worksheet, plain: PlainCells, row: int, col: int, value: Cell, kind: str, fmt) -> None:
+    """One cell of a table: the first of its format through xlsxwriter, the others as plain cells shown
+    like it (assets/plain_cells.py: a national year's summary is ~200,000 cells)."""
+    like = plain.like(fmt, row, col)
+    if like is not None:
+        if value is None or value == "":
+            plain.blank(row, col, like)
+        elif kind == "money":
+            plain.number(row, col, float(value), like)  # the exact Decimal becomes a number only here
+        elif kind == "int":
+            plain.number(row, col, int(value), like)
+        elif not plain.text(row, col, str(value), like):
+            sheet.write_string(row, col, str(value), fmt)
+    elif value is None or value == "":
         sheet.write_blank(row, col, None, fmt)
     elif kind == "money":
         sheet.write_number(row, col, float(value), fmt)  # the exact Decimal becomes a number only here
@@ -129,19 +143,21 @@ def _shown(value: Cell, kind: str) -> str:
 
 
 def _write_table(book: xlsxwriter.Workbook, formats: _Formats, *, name: str, title: str, columns: list[Column],
-                 rows: list[list[Cell]], totals: Sequence[list[Cell]] = (), note: str = "", stamp: str = "") -> None:
+                 rows: list[list[Cell]], totals: Sequence[list[Cell]] = (), note: str = "", stamp: str = "") -> PlainCells:
     """One printable table: bold filled header (frozen, filtered, repeated on every page), then the
     rows, then the totals rows (outside the filter, so sorting keeps them at the bottom). `stamp`
-    (the rule-set and registry versions) is printed at the top left of every page."""
+    (the rule-set and registry versions) is printed at the top left of every page. Returns its plain
+    cells, for the caller to put into the file xlsxwriter writes (with_plain_cells)."""
     sheet = book.add_worksheet(name)
+    plain = PlainCells()
     for col, column in enumerate(columns):
         sheet.write_string(0, col, column.header, formats.header)
     for r, values in enumerate(rows, start=1):
         for col, (column, value) in enumerate(zip(columns, values)):
-            _write_cell(sheet, r, col, value, column.kind, formats.by_kind[column.kind])
+            _write_cell(sheet, plain, r, col, value, column.kind, formats.by_kind[column.kind])
     for r, values in enumerate(totals, start=len(rows) + 1):
         for col, (column, value) in enumerate(zip(columns, values)):
-            _write_cell(sheet, r, col, value, column.kind, formats.total_by_kind[column.kind])
+            _write_cell(sheet, plain, r, col, value, column.kind, formats.total_by_kind[column.kind])
     if note:
         sheet.write_string(1, 0, note)
     for col, column in enumerate(columns):
@@ -161,6 +177,7 @@ def _write_table(book: xlsxwriter.Workbook, formats: _Formats, *, name: str, tit
     # A font-size code (&12) would swallow the title's leading year digits; bold needs no number.
     sheet.set_header((f"&L{stamp}" if stamp else "") + f'&C&"-,Bold"{title}')
     sheet.set_footer("&C第 &P 页，共 &N 页")
+    return plain
 
 
 def _sum(values: list[Decimal | None]) -> Decimal | None:
@@ -330,51 +347,55 @@ def changed_rows(changed: list[dict] | None) -> list[list[Cell]]:
 
 def write_tables(path: Path, tables: Sequence[dict]) -> Path:
     """A workbook of printable tables (each: name, title, columns, rows, optional note), atomically."""
+    written = io.BytesIO()
+    book = xlsxwriter.Workbook(written, {"strings_to_formulas": False, "strings_to_numbers": False,
+                                         "strings_to_urls": False, "in_memory": True})
+    formats = _Formats(book)
+    plain = {table["name"]: _write_table(book, formats, **table) for table in tables}
+    book.close()
     with atomic_path(path) as partial:
-        book = xlsxwriter.Workbook(str(partial), {"strings_to_formulas": False, "strings_to_numbers": False,
-                                                  "strings_to_urls": False})
-        formats = _Formats(book)
-        for table in tables:
-            _write_table(book, formats, **table)
-        book.close()
+        partial.write_bytes(with_plain_cells(written.getvalue(), plain))
     return path
 
 
 def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.DataFrame,
                   reconciliation: pd.DataFrame, national: pd.DataFrame | None, waivers: pd.DataFrame | None = None,
                   changed: list[dict] | None = None, versions: str = "", sample: bool = False,
-                  more_sheets: Sequence[Callable[[xlsxwriter.Workbook, _Formats], None]] = ()) -> Path:
+                  more_sheets: Sequence[Callable[[xlsxwriter.Workbook, _Formats], dict[str, PlainCells]]] = ()
+                  ) -> Path:
     """Write summary.xlsx (汇总表, 问题清单, 结余退回, 国家系统报送, 豁免记录, 本次变化, then `more_sheets`'
-    sheets, e.g. assets.outcomes_sheet's 服务成效) atomically; return its path. `versions` (rule set and
+    sheets, e.g. assets.outcomes_sheet's 服务成效, each adding its sheets and returning their plain cells)
+    atomically; return its path. `versions` (rule set and
     registry) heads 汇总表 and is printed on every page."""
+    written = io.BytesIO()
+    # Belt and braces with write_string: no text is ever turned into a formula, number or link.
+    # in_memory and a fixed creation time: the same year gives the same bytes, so an unchanged
+    # summary is not rewritten (atomic_path).
+    book = xlsxwriter.Workbook(written, {"strings_to_formulas": False, "strings_to_numbers": False,
+                                         "strings_to_urls": False, "in_memory": True})
+    book.set_properties({"created": datetime(year, 1, 1)})
+    formats = _Formats(book)
+    rows, total = summary_rows(projects, reconciliation)
+    period = f"{year}年度" + (SAMPLE_NOTE if sample else "")
+    title = f"{period}专家服务基层项目汇总表" + (f"（{versions}）" if versions else "")
+    refunds, refund_totals = refund_rows(projects, reconciliation)
+    filings, waived, changes = national_rows(national), waiver_rows(waivers), changed_rows(changed)
+    tables = [
+        dict(name="汇总表", title=title, columns=SUMMARY_COLUMNS, rows=rows, totals=[total]),
+        dict(name="问题清单", title=f"{period}专家服务基层项目问题清单", columns=ISSUE_COLUMNS, rows=issue_rows(issues)),
+        dict(name="结余退回", title=f"{period}专家服务基层项目结余退回", columns=REFUND_COLUMNS, rows=refunds,
+             totals=refund_totals),
+        dict(name="国家系统报送", title=f"{period}国家级项目国家系统报送情况", columns=NATIONAL_COLUMNS, rows=filings,
+             note="" if filings else NO_NATIONAL_FILINGS),
+        dict(name="豁免记录", title=f"{period}问题豁免记录", columns=WAIVER_COLUMNS, rows=waived,
+             note="" if waived else NO_WAIVERS),
+        dict(name="本次变化", title=f"{period}与上次导出相比状态或金额有变化的项目", columns=CHANGED_COLUMNS, rows=changes,
+             note="" if changes else NO_CHANGES),
+    ]
+    plain = {table["name"]: _write_table(book, formats, **table, stamp=versions) for table in tables}
+    for add_sheet in more_sheets:  # each returns its sheets' plain cells
+        plain.update(add_sheet(book, formats))
+    book.close()
     with atomic_path(path) as partial:
-        # Belt and braces with write_string: no text is ever turned into a formula, number or link.
-        # in_memory and a fixed creation time: the same year gives the same bytes, so an unchanged
-        # summary is not rewritten (atomic_path).
-        book = xlsxwriter.Workbook(str(partial), {"strings_to_formulas": False, "strings_to_numbers": False,
-                                                  "strings_to_urls": False, "in_memory": True})
-        book.set_properties({"created": datetime(year, 1, 1)})
-        formats = _Formats(book)
-        rows, total = summary_rows(projects, reconciliation)
-        period = f"{year}年度" + (SAMPLE_NOTE if sample else "")
-        title = f"{period}专家服务基层项目汇总表" + (f"（{versions}）" if versions else "")
-        _write_table(book, formats, name="汇总表", title=title, columns=SUMMARY_COLUMNS, rows=rows, totals=[total],
-                     stamp=versions)
-        _write_table(book, formats, name="问题清单", title=f"{period}专家服务基层项目问题清单",
-                     columns=ISSUE_COLUMNS, rows=issue_rows(issues), stamp=versions)
-        rows, totals = refund_rows(projects, reconciliation)
-        _write_table(book, formats, name="结余退回", title=f"{period}专家服务基层项目结余退回",
-                     columns=REFUND_COLUMNS, rows=rows, totals=totals, stamp=versions)
-        rows = national_rows(national)
-        _write_table(book, formats, name="国家系统报送", title=f"{period}国家级项目国家系统报送情况",
-                     columns=NATIONAL_COLUMNS, rows=rows, note="" if rows else NO_NATIONAL_FILINGS, stamp=versions)
-        rows = waiver_rows(waivers)
-        _write_table(book, formats, name="豁免记录", title=f"{period}问题豁免记录", columns=WAIVER_COLUMNS,
-                     rows=rows, note="" if rows else NO_WAIVERS, stamp=versions)
-        rows = changed_rows(changed)
-        _write_table(book, formats, name="本次变化", title=f"{period}与上次导出相比状态或金额有变化的项目",
-                     columns=CHANGED_COLUMNS, rows=rows, note="" if rows else NO_CHANGES, stamp=versions)
-        for add_sheet in more_sheets:
-            add_sheet(book, formats)
-        book.close()
+        partial.write_bytes(with_plain_cells(written.getvalue(), plain))
     return path

@@ -150,6 +150,21 @@ def test_summary_money_cells_are_numbers_with_format(summary):
     assert sheet["J14"].number_format == MONEY_FORMAT  # the 合计 row too
 
 
+def test_summary_every_cell_of_a_table_has_its_kinds_format(summary):
+    """The first cell of each format is xlsxwriter's, the others are shown like it (assets/plain_cells.py):
+    every cell of the table, blank ones too, is framed, and every money cell has the money format."""
+    sheet = summary[0]["汇总表"]
+    header = [c.value for c in sheet[1]]
+    money = {i for i, name in enumerate(header) if name.endswith("（元）")}
+    body = list(sheet.iter_rows(min_row=2, max_col=len(header)))
+    assert len(body) == 13 and any(c.value is None for row in body for c in row)  # 12 projects, 合计; blanks
+    for row in body:
+        for i, cell in enumerate(row):
+            assert cell.border.left.style == "thin", cell.coordinate
+            assert (cell.number_format == MONEY_FORMAT) == (i in money), cell.coordinate
+    assert all(c.font.b for c in body[-1]) and not any(c.font.b for c in body[0])  # 合计 is bold
+
+
 def test_summary_sums_in_decimal_not_float(tmp_path):
     projects = pd.DataFrame([dict(project_code="2023-GT-09", host_unit="某单位", project_name="某项目", level="national",
                                   type="team", package="", received_at="", late="false", status="accepted",
