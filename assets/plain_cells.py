@@ -30,11 +30,11 @@ Place = tuple[int, int]
 
 # Excel keeps at most this many UTF-16 code units in a cell (xlsxwriter cuts a longer string there too).
 _LONGEST_TEXT = 32_767
-# Texts left to xlsxwriter: a control character, which XML text cannot hold (xlsxwriter writes it as
-# _xHHHH_; a carriage return, too, which XML would turn into a line feed), and a literal _xHHHH_, whose
-# underscore xlsxwriter escapes in turn (_x005F_): readers undo that in the shared strings, but not all
-# of them in an inline string (openpyxl does not).
-_FOR_XLSXWRITER = re.compile(r"_x[0-9A-Fa-f]{4}_|[\x00-\x08\x0b-\x1f]")
+# Texts left to xlsxwriter: a character XML text cannot hold, a control character or U+FFFE/U+FFFF
+# (xlsxwriter writes it as _xHHHH_; a carriage return too, which XML would turn into a line feed), and
+# a literal _xHHHH_, whose underscore xlsxwriter escapes in turn (_x005F_): readers undo that in the
+# shared strings, but not all of them in an inline string (openpyxl does not).
+_FOR_XLSXWRITER = re.compile(r"_x[0-9A-Fa-f]{4}_|[\x00-\x08\x0b-\x1f\ufffe\uffff]")
 _XML_SPECIAL = re.compile(r"[&<>]")
 _XML_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _SHEET_DATA = re.compile(rb"<sheetData/>|<sheetData>(.*?)</sheetData>", re.S)

@@ -440,14 +440,17 @@ def test_feedback_copy_keeps_texts_xml_would_misread(year, tmp_path):
     assert copy["B2"].fill.fgColor.rgb == FATAL_FILL and "S002" in copy["B2"].comment.text
     assert copy["C2"].fill.fgColor.rgb != FATAL_FILL and copy.max_column == 3 + len(texts)
     assert formulas_in(path) == []
-    # A tool may write a NaN or an infinity, which no cell holds: the unit sees it as text.
+    # A tool may write a NaN or an infinity, which no cell holds: the unit sees it as text. A character XML
+    # cannot hold (U+FFFF) is xlsxwriter's to escape: raw, it would make the file unreadable.
     grid[2][1] = float("nan")
     grid[1][0] = float("-inf")
-    path = write_feedback(tmp_path / "g.xlsx", year=2023, project=dict(code=DEFECTIVE), status="rejected",
-                          package="p.zip", findings=findings, workbook=None, sheets=sheets,
-                          unit_grids=dump_grids(SheetsRead(grids={"经费支出": grid})))
-    copy = openpyxl.load_workbook(path)["经费支出"]
+    grid[1][2] = "非字符\uffff"
+    odd = write_feedback(tmp_path / "g.xlsx", year=2023, project=dict(code=DEFECTIVE), status="rejected",
+                         package="p.zip", findings=findings, workbook=None, sheets=sheets,
+                         unit_grids=dump_grids(SheetsRead(grids={"经费支出": grid})))
+    copy = openpyxl.load_workbook(odd)["经费支出"]
     assert (copy["A2"].value, copy["B2"].value, copy["B3"].value) == ("-inf", "一千元", "nan")
+    assert copy["C2"].value.startswith("非字符")
     assert copy["B2"].fill.fgColor.rgb == FATAL_FILL
     # What openpyxl reads either way, Excel would not: spaces at the ends kept only when the XML says so,
     # and _x000D_ read as a carriage return unless escaped (which xlsxwriter's shared strings do).
