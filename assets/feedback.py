@@ -114,10 +114,11 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
                    sample: bool = False) -> Path:
     """Write the unit's feedback workbook atomically and return its path.
 
-    findings: the project's rows of issues.csv, every package of it (or finding_columns of them); unit_grids: the sheets of the package
-    in use as intake read them (assets.sheets.dump_grids), else workbook: its .xlsx bytes, or None; sheets:
-    template sheet -> {typed_name, header_row, headers} of that package; changes: what changed since the
-    unit's previous version (a 版本变更 sheet); versions: the rule-set and registry versions, on the cover.
+    findings: the project's rows of issues.csv, every package of it (or their finding_columns); unit_grids:
+    the sheets of the package in use as intake read them (assets.sheets.dump_grids), else workbook: its
+    .xlsx bytes, or None; sheets: template sheet -> {typed_name, header_row, headers} of that package;
+    changes: what changed since the unit's previous version (a 版本变更 sheet); versions: the rule-set and
+    registry versions, on the cover.
     """
     rows = _ordered(finding_columns(findings) if isinstance(findings, pd.DataFrame) else findings, package)
     # Without a finding at a cell the unit's sheets are not even loaded. xlsxwriter formats a cell when it
@@ -297,8 +298,8 @@ def _copy_name(typed: str, taken: set[str]) -> str:
 
 
 def _copy_grid(sheet: Worksheet, formats: _Formats, grid: Grid, marks: dict[Place, list[_Finding]]) -> PlainCells:
-    """The unit's values where it typed them, its marked cells filled and commented. Texts, numbers and
-    booleans are the plain cells returned; xlsxwriter writes the cells with a format (dates, marks)."""
+    """The unit's values where it typed them, its marked cells filled and commented. Most are the plain
+    cells returned (dates shown like the first one); xlsxwriter writes the marked cells and the first date."""
     plain = PlainCells()
     widths: dict[int, int] = {}
     for row, values in enumerate(grid):

@@ -143,7 +143,8 @@ def _shown(value: Cell, kind: str) -> str:
 
 
 def _write_table(book: xlsxwriter.Workbook, formats: _Formats, *, name: str, title: str, columns: list[Column],
-                 rows: list[list[Cell]], totals: Sequence[list[Cell]] = (), note: str = "", stamp: str = "") -> PlainCells:
+                 rows: list[list[Cell]], totals: Sequence[list[Cell]] = (), note: str = "", stamp: str = ""
+                 ) -> PlainCells:
     """One printable table: bold filled header (frozen, filtered, repeated on every page), then the
     rows, then the totals rows (outside the filter, so sorting keeps them at the bottom). `stamp`
     (the rule-set and registry versions) is printed at the top left of every page. Returns its plain
