@@ -36,7 +36,7 @@ from adapters.workbook import Grid, UnreadableWorkbook, Workbook
 from assets.changes import PackageChanges
 from assets.plain_cells import PlainCells, with_plain_cells
 from assets.sheets import load_grids
-from assets.summary_workbook import atomic_path, display_width, integer, text, waiver_note
+from assets.summary_workbook import atomic_path, display_width, integer, text, waiver_note, write_text
 from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
 
 COVER, LIST, CHANGES = "说明", "问题清单", "版本变更"
@@ -240,7 +240,7 @@ def _put(sheet: Worksheet, row: int, column: int, value: str | int | None, fmt: 
     elif isinstance(value, int):
         sheet.write_number(row, column, value, fmt)
     else:
-        sheet.write_string(row, column, _safe(value), fmt)
+        write_text(sheet, row, column, _safe(value), fmt)
 
 
 # --- the unit's copy, marked ------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def _copy_value(sheet: Worksheet, plain: PlainCells | None, formats: _Formats, r
     if kind is str:
         typed = _safe(value)
         if fmt is not None or plain is None or not plain.text(row, column, typed):
-            sheet.write_string(row, column, typed, fmt)
+            write_text(sheet, row, column, typed, fmt)
         return max(map(display_width, typed.split("\n"))) if "\n" in typed else display_width(typed)
     if kind is float and not math.isfinite(value):  # a tool's NaN or infinity, which no cell can hold
         return _copy_value(sheet, plain, formats, row, column, str(value), fill)

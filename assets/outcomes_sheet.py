@@ -15,7 +15,7 @@ from xlsxwriter.worksheet import Worksheet
 from adapters.registry import SAMPLE_LABEL, SAMPLE_NOTE, TYPE_ZH
 from assets.indicators import INDICATOR_ZH, Outcomes
 from assets.plain_cells import PlainCells
-from assets.summary_workbook import display_width
+from assets.summary_workbook import display_width, write_text
 
 SHEET = "服务成效"
 _INDICATORS = [("project_code", "项目编号", "text"), ("type", "类型", "text"), ("project_name", "项目名称", "text"),
@@ -93,7 +93,7 @@ def _table(sheet: Worksheet, plain: PlainCells, formats, number: dict, top: int,
                     plain.blank(r, col, like)
             elif kind == "text":
                 if like is None or not plain.text(r, col, str(value), like):
-                    sheet.write_string(r, col, str(value), number[kind])
+                    write_text(sheet, r, col, str(value), number[kind])
             else:
                 figure = float(Decimal(str(value)))  # exact text -> number here
                 if like is None:

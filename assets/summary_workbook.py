@@ -68,6 +68,17 @@ def display_width(value: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in value)
 
 
+def write_text(sheet: Worksheet, row: int, col: int, value: str, fmt=None) -> None:
+    """write_string for any text. xlsxwriter writes a text of the form <r>…</r> into the file as its own
+    rich-text XML, unescaped (that is how it keeps its rich strings): a unit's "<r>a<b</r>" made the
+    workbook unreadable. Such a text goes as a rich string of three plain runs, which show the same
+    characters (in the workbook's default font)."""
+    if value.startswith("<r>") and value.endswith("</r>"):
+        sheet.write_rich_string(row, col, value[:1], value[1:2], value[2:], *([fmt] if fmt is not None else []))
+    else:
+        sheet.write_string(row, col, value, fmt)
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a partial name to write to; on success rename it over `path`, so a reader never sees half a
@@ -125,7 +136,7 @@ def _write_cell(sheet: Worksheet, plain: PlainCells, row: int, col: int, value: 
         elif kind == "int":
             plain.number(row, col, int(value), like)
         elif not plain.text(row, col, str(value), like):
-            sheet.write_string(row, col, str(value), fmt)
+            write_text(sheet, row, col, str(value), fmt)
     elif value is None or value == "":
         sheet.write_blank(row, col, None, fmt)
     elif kind == "money":
@@ -133,7 +144,7 @@ def _write_cell(sheet: Worksheet, plain: PlainCells, row: int, col: int, value: 
     elif kind == "int":
         sheet.write_number(row, col, int(value), fmt)
     else:
-        sheet.write_string(row, col, str(value), fmt)
+        write_text(sheet, row, col, str(value), fmt)
 
 
 def _shown(value: Cell, kind: str) -> str:

@@ -33,7 +33,7 @@ from adapters.workers import WorkerFailure, map_isolated
 from assets.incremental import code_hash, digest
 from assets.partitions import single_run, year_partitions, years_of_run
 from assets.sheets import EXAMPLE_MARK
-from assets.summary_workbook import MONEY_FORMAT, atomic_path
+from assets.summary_workbook import MONEY_FORMAT, atomic_path, write_text
 from assets.xlsx_archive import Member, archive
 from schemas.layout import (
     ACTIVITIES, BASIC_INFO, CATEGORIES, EXPENSES, EXPERTS, LEFTOVER, PHOTOS, PUBLICITY, SOURCES_BY_LEVEL, Column,
@@ -174,7 +174,7 @@ def _basic_info(sheet: Worksheet, formats: _Formats, registry: YearRegistry, pro
             if column.field == "year":
                 sheet.write_number(row, 1, int(value), formats.locked)
             else:
-                sheet.write_string(row, 1, value, formats.locked)
+                write_text(sheet, row, 1, value, formats.locked)
             continue
         sheet.write_blank(row, 1, None, formats.for_kind(column.kind))
         rule = _validation(column, project, f"B{row + 1}")
@@ -185,7 +185,7 @@ def _basic_info(sheet: Worksheet, formats: _Formats, registry: YearRegistry, pro
     for label, value in _facts(registry, project):
         row += 1
         sheet.write_string(row, 0, label, formats.label)
-        sheet.write_string(row, 1, value, formats.locked)
+        write_text(sheet, row, 1, value, formats.locked)
     sheet.set_column(0, 0, 26)
     sheet.set_column(1, 1, 60)
     # No password: protection keeps the registry's values from being typed over by mistake, nothing more.

@@ -458,3 +458,24 @@ def test_feedback_copy_keeps_texts_xml_would_misread(year, tmp_path):
         xml = book.read("xl/worksheets/sheet3.xml").decode()
     assert xml.count('<t xml:space="preserve">  两端有空格  </t>') == 2
     assert "_x000D_" not in xml and "\r" not in xml
+
+
+def test_a_text_shaped_like_xlsxwriters_rich_text_is_written_as_typed(year, tmp_path):
+    """xlsxwriter writes a text <r>…</r> into the file unescaped, as its own rich-text XML: a unit typing
+    "<r>a<b</r>" made the feedback and the summary unreadable. Every writer shows it as typed."""
+    typed = "<r>a<b</r>"
+    issues = year["run"].issues.copy()
+    issues.loc[issues.index[0], ["project_code", "value"]] = [typed, typed]  # the first text cell: xlsxwriter's
+    summary_path = write_summary(tmp_path / "s.xlsx", year=2023, projects=year["run"].projects, issues=issues,
+                                 reconciliation=year["reconciliation"], national=pd.DataFrame())
+    listed = [c.value for row in openpyxl.load_workbook(summary_path)["问题清单"].iter_rows() for c in row]
+    assert listed.count(typed) == 2
+    findings = pd.DataFrame([dict(package="p.zip", rule_id="S002", severity="fatal", sheet="经费支出", row=2,
+                                  column="金额（元）", value=typed, message="请填写数字金额。")])
+    sheets = {"经费支出": dict(typed_name="经费支出", header_row=1, headers={"amount": ["金额（元）", 1]})}
+    path = write_feedback(tmp_path / "f.xlsx", year=2023, project=dict(code=DEFECTIVE), status="rejected",
+                          package="p.zip", findings=findings, workbook=None, sheets=sheets,
+                          unit_grids=dump_grids(SheetsRead(grids={"经费支出": [["序号", "金额（元）"], [1, typed]]})))
+    book = openpyxl.load_workbook(path)
+    assert book["经费支出"]["B2"].value == typed and book["经费支出"]["B2"].fill.fgColor.rgb == FATAL_FILL
+    assert typed in [c.value for row in book["问题清单"].iter_rows() for c in row]
