@@ -2,8 +2,9 @@
 
 Built from the export tables exactly as the CSVs hold them (text; money as "100000.00", empty when
 unknown). Money is added up in Decimal and only turned into a number when a cell is written, so the
-totals an operator prints are exact. Every text cell goes through `write_string`: units type values
-like "=HYPERLINK(...)", and xlsxwriter's `write()` would make them live formulas in the bureau's file.
+totals an operator prints are exact. Every text cell is written as text (write_text, or a plain cell:
+assets/plain_cells.py), never through xlsxwriter's `write()`: units type values like "=HYPERLINK(...)",
+which it would make live formulas in the bureau's file.
 """
 
 from __future__ import annotations
