@@ -57,7 +57,9 @@ _COPY_WIDTHS = (8, 60)
 # Control characters a unit may have pasted: Excel refuses them in a cell, and they are invisible anyway.
 _REFUSED_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # Characters Excel refuses in a sheet name (a program other than Excel may have written them).
-_REFUSED_IN_SHEET_NAME = re.compile(r"[\[\]:*?/\\]")
+# Or that no XML can hold: control characters (tabs and line breaks too, which an XML attribute turns
+# into spaces, so the name would not read back as written) and U+FFFE/U+FFFF.
+_REFUSED_IN_SHEET_NAME = re.compile(r"[\[\]:*?/\\\x00-\x1f\ufffe\uffff]")
 _SHEET_NAME_LENGTH = 31
 # Excel shows a date-time value as one only with a date format.
 _DATE_FORMATS = {dt.datetime: "yyyy-mm-dd hh:mm:ss", dt.date: "yyyy-mm-dd", dt.time: "hh:mm:ss",

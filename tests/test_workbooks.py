@@ -479,3 +479,20 @@ def test_a_text_shaped_like_xlsxwriters_rich_text_is_written_as_typed(year, tmp_
     book = openpyxl.load_workbook(path)
     assert book["经费支出"]["B2"].value == typed and book["经费支出"]["B2"].fill.fgColor.rgb == FATAL_FILL
     assert typed in [c.value for row in book["问题清单"].iter_rows() for c in row]
+
+
+def test_feedback_copy_names_a_sheet_xml_cannot_name_as_typed(tmp_path):
+    """A tool can write sheet names with a tab, a line break, a control character or U+FFFF. XML cannot
+    hold some of them, and an attribute turns tabs and line breaks into spaces: the copy drops them, and
+    the feedback opens."""
+    grid = [["序号", "金额（元）"], [1, "一千元"]]
+    typed = {"经费\t支出": "经费支出", "说明\r\n": "说明 (2)", "非字符\uffff": "非字符", "x\x01y": "xy"}
+    findings = pd.DataFrame([dict(package="p.zip", rule_id="S002", severity="fatal", sheet="经费\t支出", row=2,
+                                  column="金额（元）", value="一千元", message="请填写数字金额。")])
+    sheets = {"经费支出": dict(typed_name="经费\t支出", header_row=1, headers={"amount": ["金额（元）", 1]})}
+    path = write_feedback(tmp_path / "f.xlsx", year=2023, project=dict(code=DEFECTIVE), status="rejected",
+                          package="p.zip", findings=findings, workbook=None, sheets=sheets,
+                          unit_grids=dump_grids(SheetsRead(grids={name: grid for name in typed})))
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["说明", "问题清单", *typed.values()]
+    assert book["经费支出"]["B2"].value == "一千元" and book["经费支出"]["B2"].fill.fgColor.rgb == FATAL_FILL
