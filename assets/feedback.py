@@ -20,8 +20,6 @@ the unit's own comments are all lost.
 from __future__ import annotations
 
 import datetime as dt
-import io
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +32,9 @@ from xlsxwriter.worksheet import Worksheet
 from adapters.registry import LEVEL_ZH, SAMPLE_NOTE, TYPE_ZH
 from adapters.workbook import Grid, UnreadableWorkbook, Workbook
 from assets.changes import PackageChanges
-from assets.plain_cells import PlainCells, with_plain_cells
+from assets.plain_cells import PlainCells, write_text
 from assets.sheets import load_grids
-from assets.summary_workbook import atomic_path, display_width, integer, text, waiver_note, write_text
+from assets.summary_workbook import display_width, integer, text, waiver_note, xlsx_with_plain_cells
 from schemas.catalog import PROJECT_STATUS_ZH, RULES, SEVERITY_ZH
 
 COVER, LIST, CHANGES = "说明", "问题清单", "版本变更"
@@ -128,26 +126,20 @@ def write_feedback(path: Path, *, year: int, project: dict, status: str, package
     pointing = _at_cells(rows)
     grids = (load_grids(unit_grids) if unit_grids is not None else _unit_sheets(workbook)) if pointing else None
     marks = _marks(grids, pointing, sheets) if grids is not None else {}
-    written = io.BytesIO()
-    # in_memory: no temporary files, and zip members stamped with a fixed time (same bytes each run).
-    # Belt and braces with write_string: no text is ever turned into a formula, number or link.
-    book = xlsxwriter.Workbook(written, {"in_memory": True, "strings_to_formulas": False,
-                                         "strings_to_numbers": False, "strings_to_urls": False})
-    book.set_properties({"author": _AUTHOR, "created": _CREATED})
-    formats = _Formats(book)
-    # The first sheet added is the one that opens, and the only one selected.
-    cover = book.add_worksheet(COVER)
-    _fill_cover(cover, formats, year=year, project=project, status=status,
-                package=package, rows=rows, deadline=deadline, money=money, sample=sample,
-                marked=sum(len(cells) for cells in marks.values()))
-    _versions_line(cover, formats, versions)
-    _fill_list(book.add_worksheet(LIST), formats, rows)
-    if changes is not None:
-        _fill_changes(book.add_worksheet(CHANGES), formats, changes)
-    plain = _copy_unit_sheets(book, formats, grids, marks) if marks else {}
-    book.close()
-    with atomic_path(path) as partial:
-        partial.write_bytes(with_plain_cells(written.getvalue(), plain))
+    # A fixed creation time: the same project, status and findings give the same bytes.
+    with xlsx_with_plain_cells(path, {"author": _AUTHOR, "created": _CREATED}) as (book, plain):
+        formats = _Formats(book)
+        # The first sheet added is the one that opens, and the only one selected.
+        cover = book.add_worksheet(COVER)
+        _fill_cover(cover, formats, year=year, project=project, status=status,
+                    package=package, rows=rows, deadline=deadline, money=money, sample=sample,
+                    marked=sum(len(cells) for cells in marks.values()))
+        _versions_line(cover, formats, versions)
+        _fill_list(book.add_worksheet(LIST), formats, rows)
+        if changes is not None:
+            _fill_changes(book.add_worksheet(CHANGES), formats, changes)
+        if marks:
+            plain.update(_copy_unit_sheets(book, formats, grids, marks))
     return path
 
 
@@ -300,8 +292,8 @@ def _copy_name(typed: str, taken: set[str]) -> str:
 
 
 def _copy_grid(sheet: Worksheet, formats: _Formats, grid: Grid, marks: dict[Place, list[_Finding]]) -> PlainCells:
-    """The unit's values where it typed them, its marked cells filled and commented. Most are the plain
-    cells returned (dates shown like the first one); xlsxwriter writes the marked cells and the first date."""
+    """The unit's values where it typed them, its marked cells filled and commented; returned as the
+    sheet's plain cells, bar the first cell of each format, which xlsxwriter writes."""
     plain = PlainCells()
     widths: dict[int, int] = {}
     for row, values in enumerate(grid):
@@ -315,10 +307,9 @@ def _copy_grid(sheet: Worksheet, formats: _Formats, grid: Grid, marks: dict[Plac
         fill = _fill(any(f.fatal for f in found))
         value = grid[row][column] if row < len(grid) and column < len(grid[row]) else None
         if value is None or value == "":
-            sheet.write_blank(row, column, None, formats.copy(None, fill))
+            plain.write(sheet, row, column, None, formats.copy(None, fill))
         else:
-            width = _copy_value(sheet, None, formats, row, column, value, fill)
-            widths[column] = max(width, widths.get(column, 0))
+            widths[column] = max(_copy_value(sheet, plain, formats, row, column, value, fill), widths.get(column, 0))
         sheet.write_comment(row, column, *_comment(found))
     narrowest, widest = _COPY_WIDTHS
     for column, width in widths.items():
@@ -326,40 +317,23 @@ def _copy_grid(sheet: Worksheet, formats: _Formats, grid: Grid, marks: dict[Plac
     return plain
 
 
-def _copy_value(sheet: Worksheet, plain: PlainCells | None, formats: _Formats, row: int, column: int, value: object,
+def _copy_value(sheet: Worksheet, plain: PlainCells, formats: _Formats, row: int, column: int, value: object,
                 fill: str | None) -> int:
-    """Write one value the unit typed with its type kept (into `plain` when it needs no format); return how
-    many columns it takes on screen. (Runs for every cell of every copy: types are told apart by identity,
-    the commonest first.)"""
+    """Write one value the unit typed with its type kept; return how many columns it takes on screen.
+    (Runs for every cell of every copy: types are told apart by identity, the commonest first.)"""
     kind = type(value)
-    number_format = _DATE_FORMATS.get(kind)
-    fmt = formats.copy(number_format, fill) if number_format or fill else None
     if kind is str:
-        typed = _safe(value)
-        if fmt is not None or plain is None or not plain.text(row, column, typed):
-            write_text(sheet, row, column, typed, fmt)
-        return max(map(display_width, typed.split("\n"))) if "\n" in typed else display_width(typed)
-    if kind is float and not math.isfinite(value):  # a tool's NaN or infinity, which no cell can hold
-        return _copy_value(sheet, plain, formats, row, column, str(value), fill)
-    if kind is float or kind is int:
-        if fmt is None and plain is not None:
-            plain.number(row, column, value)
-        else:
-            sheet.write_number(row, column, value, fmt)
-        return len(str(value))
+        value = _safe(value)
+    elif not (kind is float or kind is int or kind is bool or kind in _DATE_FORMATS):
+        # Nothing else comes out of a workbook today; should it, the unit still sees what it typed, as text.
+        kind, value = str, _safe(str(value))
+    number_format = _DATE_FORMATS.get(kind)
+    plain.write(sheet, row, column, value, formats.copy(number_format, fill) if number_format or fill else None)
+    if kind is str:
+        return max(map(display_width, value.split("\n"))) if "\n" in value else display_width(value)
     if kind is bool:
-        if fmt is None and plain is not None:
-            plain.boolean(row, column, value)
-        else:
-            sheet.write_boolean(row, column, value, fmt)
         return len("FALSE")
-    if number_format is not None:
-        like = plain.like(fmt, row, column) if plain is not None and fill is None and kind is dt.date else None
-        if like is None or not plain.date(row, column, value, like):
-            sheet.write_datetime(row, column, value, fmt)
-        return len(number_format)  # shown as wide as its format
-    # Nothing else comes out of a workbook today; should it, the unit still sees what it typed, as text.
-    return _copy_value(sheet, plain, formats, row, column, str(value), fill)
+    return len(number_format) if number_format else len(str(value))  # a date is shown as wide as its format
 
 
 def _comment(found: list[_Finding]) -> tuple[str, dict]:

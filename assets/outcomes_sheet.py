@@ -14,8 +14,8 @@ from xlsxwriter.worksheet import Worksheet
 
 from adapters.registry import SAMPLE_LABEL, SAMPLE_NOTE, TYPE_ZH
 from assets.indicators import INDICATOR_ZH, Outcomes
-from assets.plain_cells import PlainCells
-from assets.summary_workbook import display_width, write_text
+from assets.plain_cells import PlainCells, write_value
+from assets.summary_workbook import display_width
 
 SHEET = "服务成效"
 _INDICATORS = [("project_code", "项目编号", "text"), ("type", "类型", "text"), ("project_name", "项目名称", "text"),
@@ -85,21 +85,12 @@ def _table(sheet: Worksheet, plain: PlainCells, formats, number: dict, top: int,
     for r, values in enumerate(rows, start=top + 1):
         for col, (field, _, kind) in enumerate(columns):
             value = values.get(field, "")
-            like = None if col in charted else plain.like(number[kind], r, col)
-            if value in ("", None):
-                if like is None:
-                    sheet.write_blank(r, col, None, number[kind])
-                else:
-                    plain.blank(r, col, like)
-            elif kind == "text":
-                if like is None or not plain.text(r, col, str(value), like):
-                    write_text(sheet, r, col, str(value), number[kind])
+            if value not in ("", None):  # exact text -> number here
+                value = str(value) if kind == "text" else float(Decimal(str(value)))
+            if col in charted:
+                write_value(sheet, r, col, value, number[kind])
             else:
-                figure = float(Decimal(str(value)))  # exact text -> number here
-                if like is None:
-                    sheet.write_number(r, col, figure, number[kind])
-                else:
-                    plain.number(r, col, figure, like)
+                plain.write(sheet, r, col, value, number[kind])
     return top + 1 + len(rows)
 
 

@@ -7,7 +7,7 @@ backfill's. Here a plain cell is one f-string: an inline string (`t="inlineStr"`
 LibreOffice, WPS, openpyxl and calamine all read), a number or a boolean, under 1 µs.
 
 A cell with a format (borders, a date or money format, a fill) is shown like another cell of that format:
-the first of them, which the caller writes with xlsxwriter (``like`` says which one that is). Its style
+the first of them, which goes through xlsxwriter (PlainCells.write decides which is which). Its style
 number exists only in the file xlsxwriter writes, so it is read there. xlsxwriter writes everything else
 of the workbook (comments, widths, styles, page setup); its <c> elements are kept as it wrote them, and
 the plain cells go in among them, each row in column order, as SpreadsheetML requires.
@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import re
 import zipfile
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+
+from xlsxwriter.worksheet import Worksheet
 
 from adapters.xlsx_census import column_number, sheet_members
 from assets.xlsx_archive import Member, archive
@@ -60,21 +63,78 @@ def _letters(column: int) -> str:
     return letters
 
 
+def write_text(sheet: Worksheet, row: int, col: int, value: str, fmt=None) -> None:
+    """write_string for any text. xlsxwriter writes a text of the form <r>…</r> into the file as its own
+    rich-text XML, unescaped (that is how it keeps its rich strings): a unit's "<r>a<b</r>" made the
+    workbook unreadable. Such a text goes as a rich string of three plain runs, which show the same
+    characters (in the workbook's default font)."""
+    if value.startswith("<r>") and value.endswith("</r>"):
+        sheet.write_rich_string(row, col, value[:1], value[1:2], value[2:], *([fmt] if fmt is not None else []))
+    else:
+        sheet.write_string(row, col, value, fmt)
+
+
+def write_value(sheet: Worksheet, row: int, col: int, value: object, fmt=None) -> None:
+    """One value through xlsxwriter with its type kept: blank, text (always as text: write_text), boolean,
+    number, or a date, time or duration."""
+    if value is None or value == "":
+        sheet.write_blank(row, col, None, fmt)
+    elif isinstance(value, str):
+        write_text(sheet, row, col, value, fmt)
+    elif isinstance(value, bool):
+        sheet.write_boolean(row, col, value, fmt)
+    elif isinstance(value, (int, float)):
+        sheet.write_number(row, col, value, fmt)
+    else:
+        sheet.write_datetime(row, col, value, fmt)
+
+
 @dataclass
 class PlainCells:
-    """One sheet's plain cells, by row: each a (column, <c> element, the cell it is shown like or None)."""
+    """One sheet's plain cells, by row: each a (column, <c> element, the cell it is shown like or None).
+    Written through `write`, which puts each value where it goes."""
 
     rows: dict[int, list[tuple[int, str, Place | None]]] = field(default_factory=dict)
     _first: dict[Hashable, Place] = field(default_factory=dict)  # format -> its first cell
     _refs: list[str] = field(default_factory=list)  # column letters, by column from 0
 
-    def like(self, fmt: Hashable, row: int, column: int) -> Place | None:
+    def write(self, sheet: Worksheet, row: int, column: int, value: object, fmt: Hashable | None = None) -> None:
+        """One value with its type kept: a plain cell where one can hold it (shown like the first cell of
+        its format), else through xlsxwriter (write_value), as is each format's first cell. A NaN or an
+        infinity, which no cell holds (only a tool writes one), is shown as text."""
+        if type(value) is float and not math.isfinite(value):
+            value = str(value)
+        like = None if fmt is None else self._like(fmt, row, column)
+        if (fmt is None or like is not None) and self._put(row, column, value, like):
+            return
+        write_value(sheet, row, column, value, fmt)
+
+    def _put(self, row: int, column: int, value: object, like: Place | None) -> bool:
+        """Put the value in as a plain cell; False when it is one for xlsxwriter."""
+        kind = type(value)
+        if value is None or value == "":
+            if like is not None:
+                self._blank(row, column, like)
+            return True  # a blank without a format is no cell at all
+        if kind is str:
+            return self._text(row, column, value, like)
+        if kind is bool:
+            self._boolean(row, column, value, like)
+        elif kind is int or kind is float:
+            self._number(row, column, value, like)
+        elif kind is dt.date and like is not None:
+            return self._date(row, column, value, like)
+        else:
+            return False
+        return True
+
+    def _like(self, fmt: Hashable, row: int, column: int) -> Place | None:
         """The cell a cell of this format is shown like: the format's first cell, which the caller writes
         with xlsxwriter (None when this is that cell)."""
         first = self._first.setdefault(fmt, (row, column))
         return None if first == (row, column) else first
 
-    def text(self, row: int, column: int, value: str, like: Place | None = None) -> bool:
+    def _text(self, row: int, column: int, value: str, like: Place | None) -> bool:
         """Put the text in, unless it is one for xlsxwriter to write (returns False then)."""
         if _FOR_XLSXWRITER.search(value):
             return False
@@ -83,30 +143,30 @@ class PlainCells:
         if "&" in value or "<" in value or ">" in value:
             value = _XML_SPECIAL.sub(lambda m: _XML_ENTITY[m[0]], value)
         space = ' xml:space="preserve"' if value[:1].isspace() or value[-1:].isspace() else ""
-        self._put(row, column, like, f' t="inlineStr"><is><t{space}>{value}</t></is></c>')
+        self._element(row, column, like, f' t="inlineStr"><is><t{space}>{value}</t></is></c>')
         return True
 
-    def number(self, row: int, column: int, value: int | float, like: Place | None = None) -> None:
+    def _number(self, row: int, column: int, value: int | float, like: Place | None) -> None:
         """A finite number (Excel holds no NaN or infinity: the caller shows those as text)."""
         # repr: the shortest text that reads back as the same float (xlsxwriter's %.16G can lose the last digit).
-        self._put(row, column, like, f"><v>{value!r}</v></c>")
+        self._element(row, column, like, f"><v>{value!r}</v></c>")
 
-    def boolean(self, row: int, column: int, value: bool, like: Place | None = None) -> None:
-        self._put(row, column, like, f' t="b"><v>{int(value)}</v></c>')
+    def _boolean(self, row: int, column: int, value: bool, like: Place | None) -> None:
+        self._element(row, column, like, f' t="b"><v>{int(value)}</v></c>')
 
-    def blank(self, row: int, column: int, like: Place) -> None:
+    def _blank(self, row: int, column: int, like: Place) -> None:
         """An empty cell with a format (its borders, say)."""
-        self._put(row, column, like, "/>")
+        self._element(row, column, like, "/>")
 
-    def date(self, row: int, column: int, value: dt.date, like: Place) -> bool:
+    def _date(self, row: int, column: int, value: dt.date, like: Place) -> bool:
         """Put a date in as its serial day number, unless it is before 1900-03-01 (returns False then)."""
         serial = value.toordinal() - _DAY_ZERO + 1
         if serial < _FIRST_SHIFTED_DAY:
             return False
-        self.number(row, column, serial, like)
+        self._number(row, column, serial, like)
         return True
 
-    def _put(self, row: int, column: int, like: Place | None, rest: str) -> None:
+    def _element(self, row: int, column: int, like: Place | None, rest: str) -> None:
         while len(self._refs) <= column:
             self._refs.append(_letters(len(self._refs)))
         element = f'<c r="{self._refs[column]}{row + 1}"{_STYLE_SLOT if like else ""}{rest}'

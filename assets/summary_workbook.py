@@ -2,7 +2,7 @@
 
 Built from the export tables exactly as the CSVs hold them (text; money as "100000.00", empty when
 unknown). Money is added up in Decimal and only turned into a number when a cell is written, so the
-totals an operator prints are exact. Every text cell is written as text (write_text, or a plain cell:
+totals an operator prints are exact. Every text cell is written as text (a plain cell or write_text:
 assets/plain_cells.py), never through xlsxwriter's `write()`: units type values like "=HYPERLINK(...)",
 which it would make live formulas in the bureau's file.
 """
@@ -69,17 +69,6 @@ def display_width(value: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in value)
 
 
-def write_text(sheet: Worksheet, row: int, col: int, value: str, fmt=None) -> None:
-    """write_string for any text. xlsxwriter writes a text of the form <r>…</r> into the file as its own
-    rich-text XML, unescaped (that is how it keeps its rich strings): a unit's "<r>a<b</r>" made the
-    workbook unreadable. Such a text goes as a rich string of three plain runs, which show the same
-    characters (in the workbook's default font)."""
-    if value.startswith("<r>") and value.endswith("</r>"):
-        sheet.write_rich_string(row, col, value[:1], value[1:2], value[2:], *([fmt] if fmt is not None else []))
-    else:
-        sheet.write_string(row, col, value, fmt)
-
-
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a partial name to write to; on success rename it over `path`, so a reader never sees half a
@@ -93,6 +82,26 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def xlsx_with_plain_cells(path: Path, properties: dict | None = None
+                          ) -> Iterator[tuple[xlsxwriter.Workbook, dict[str, PlainCells]]]:
+    """An xlsxwriter workbook and the plain cells of its sheets (sheet name -> PlainCells), written to
+    `path` together, atomically, when the block ends (assets/plain_cells.py). In memory: no temporary
+    files, and zip members stamped with a fixed time, so the same content gives the same bytes and an
+    unchanged file is not rewritten (with a fixed creation time in `properties`). Belt and braces with
+    write_text: no text is ever turned into a formula, number or link."""
+    written = io.BytesIO()
+    book = xlsxwriter.Workbook(written, {"in_memory": True, "strings_to_formulas": False, "strings_to_numbers": False,
+                                         "strings_to_urls": False})
+    if properties:
+        book.set_properties(properties)
+    plain: dict[str, PlainCells] = {}
+    yield book, plain
+    book.close()
+    with atomic_path(path) as partial:
+        partial.write_bytes(with_plain_cells(written.getvalue(), plain))
 
 
 @dataclass(frozen=True)
@@ -126,26 +135,9 @@ class _Formats:
 
 
 def _write_cell(sheet: Worksheet, plain: PlainCells, row: int, col: int, value: Cell, kind: str, fmt) -> None:
-    """One cell of a table: the first of its format through xlsxwriter, the others as plain cells shown
-    like it (assets/plain_cells.py: a national year's summary is ~200,000 cells)."""
-    like = plain.like(fmt, row, col)
-    if like is not None:
-        if value is None or value == "":
-            plain.blank(row, col, like)
-        elif kind == "money":
-            plain.number(row, col, float(value), like)  # the exact Decimal becomes a number only here
-        elif kind == "int":
-            plain.number(row, col, int(value), like)
-        elif not plain.text(row, col, str(value), like):
-            write_text(sheet, row, col, str(value), fmt)
-    elif value is None or value == "":
-        sheet.write_blank(row, col, None, fmt)
-    elif kind == "money":
-        sheet.write_number(row, col, float(value), fmt)  # the exact Decimal becomes a number only here
-    elif kind == "int":
-        sheet.write_number(row, col, int(value), fmt)
-    else:
-        write_text(sheet, row, col, str(value), fmt)
+    if value is not None and value != "":  # the exact Decimal becomes a number only here
+        value = float(value) if kind == "money" else int(value) if kind == "int" else str(value)
+    plain.write(sheet, row, col, value, fmt)
 
 
 def _shown(value: Cell, kind: str) -> str:
@@ -160,7 +152,7 @@ def _write_table(book: xlsxwriter.Workbook, formats: _Formats, *, name: str, tit
     """One printable table: bold filled header (frozen, filtered, repeated on every page), then the
     rows, then the totals rows (outside the filter, so sorting keeps them at the bottom). `stamp`
     (the rule-set and registry versions) is printed at the top left of every page. Returns its plain
-    cells, for the caller to put into the file xlsxwriter writes (with_plain_cells)."""
+    cells (xlsx_with_plain_cells puts them into the file)."""
     sheet = book.add_worksheet(name)
     plain = PlainCells()
     for col, column in enumerate(columns):
@@ -360,14 +352,10 @@ def changed_rows(changed: list[dict] | None) -> list[list[Cell]]:
 
 def write_tables(path: Path, tables: Sequence[dict]) -> Path:
     """A workbook of printable tables (each: name, title, columns, rows, optional note), atomically."""
-    written = io.BytesIO()
-    book = xlsxwriter.Workbook(written, {"strings_to_formulas": False, "strings_to_numbers": False,
-                                         "strings_to_urls": False, "in_memory": True})
-    formats = _Formats(book)
-    plain = {table["name"]: _write_table(book, formats, **table) for table in tables}
-    book.close()
-    with atomic_path(path) as partial:
-        partial.write_bytes(with_plain_cells(written.getvalue(), plain))
+    with xlsx_with_plain_cells(path) as (book, plain):
+        formats = _Formats(book)
+        for table in tables:
+            plain[table["name"]] = _write_table(book, formats, **table)
     return path
 
 
@@ -378,16 +366,8 @@ def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.D
                   ) -> Path:
     """Write summary.xlsx (汇总表, 问题清单, 结余退回, 国家系统报送, 豁免记录, 本次变化, then `more_sheets`'
     sheets, e.g. assets.outcomes_sheet's 服务成效, each adding its sheets and returning their plain cells)
-    atomically; return its path. `versions` (rule set and
-    registry) heads 汇总表 and is printed on every page."""
-    written = io.BytesIO()
-    # Belt and braces with write_string: no text is ever turned into a formula, number or link.
-    # in_memory and a fixed creation time: the same year gives the same bytes, so an unchanged
-    # summary is not rewritten (atomic_path).
-    book = xlsxwriter.Workbook(written, {"strings_to_formulas": False, "strings_to_numbers": False,
-                                         "strings_to_urls": False, "in_memory": True})
-    book.set_properties({"created": datetime(year, 1, 1)})
-    formats = _Formats(book)
+    atomically; return its path. `versions` (rule set and registry) heads 汇总表 and is printed on every
+    page."""
     rows, total = summary_rows(projects, reconciliation)
     period = f"{year}年度" + (SAMPLE_NOTE if sample else "")
     title = f"{period}专家服务基层项目汇总表" + (f"（{versions}）" if versions else "")
@@ -405,10 +385,11 @@ def write_summary(path: Path, *, year: int, projects: pd.DataFrame, issues: pd.D
         dict(name="本次变化", title=f"{period}与上次导出相比状态或金额有变化的项目", columns=CHANGED_COLUMNS, rows=changes,
              note="" if changes else NO_CHANGES),
     ]
-    plain = {table["name"]: _write_table(book, formats, **table, stamp=versions) for table in tables}
-    for add_sheet in more_sheets:  # each returns its sheets' plain cells
-        plain.update(add_sheet(book, formats))
-    book.close()
-    with atomic_path(path) as partial:
-        partial.write_bytes(with_plain_cells(written.getvalue(), plain))
+    # A fixed creation time: the same year gives the same bytes.
+    with xlsx_with_plain_cells(path, {"created": datetime(year, 1, 1)}) as (book, plain):
+        formats = _Formats(book)
+        for table in tables:
+            plain[table["name"]] = _write_table(book, formats, **table, stamp=versions)
+        for add_sheet in more_sheets:  # each returns its sheets' plain cells
+            plain.update(add_sheet(book, formats))
     return path

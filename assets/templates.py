@@ -33,7 +33,8 @@ from adapters.workers import WorkerFailure, map_isolated
 from assets.incremental import code_hash, digest
 from assets.partitions import single_run, year_partitions, years_of_run
 from assets.sheets import EXAMPLE_MARK
-from assets.summary_workbook import MONEY_FORMAT, atomic_path, write_text
+from assets.plain_cells import write_text
+from assets.summary_workbook import MONEY_FORMAT, atomic_path
 from assets.xlsx_archive import Member, archive
 from schemas.layout import (
     ACTIVITIES, BASIC_INFO, CATEGORIES, EXPENSES, EXPERTS, LEFTOVER, PHOTOS, PUBLICITY, SOURCES_BY_LEVEL, Column,
