@@ -248,16 +248,14 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
             (out_dir / name).unlink(missing_ok=True)
             changes[name] = None
     rows = {row.project_code: row for row in projects.itertuples(index=False)}
+    # Each project's findings cut once from the year's columns (a frame slice per project cost more).
     columns = feedback.finding_columns(issues)
-
-    def findings_of(code: str) -> feedback.FindingColumns:
-        return {name: [values[i] for i in rows_of[code]] for name, values in columns.items()}
-
+    findings_of = {code: {name: [values[i] for i in rows_of[code]] for name, values in columns.items()} for code in todo}
     with engine.connect() as conn:
         in_use = {p.project_code: p.id for p in store.package_versions(conn, year, todo)}  # the newest wins
         # The unit's sheets as intake read them (the workbook itself only where intake kept no grids of it),
         # for the projects whose feedback copies them.
-        copied = [pid for code, pid in in_use.items() if feedback.needs_copy(findings_of(code), rows[code].package)]
+        copied = [pid for code, pid in in_use.items() if feedback.needs_copy(findings_of[code], rows[code].package)]
         grids = store.package_grids(conn, copied, READER_KEY)
         blobs = store.package_blobs(conn, [pid for pid in copied if pid not in grids])
         sheets = store.package_sheets(conn, copied)
@@ -273,7 +271,7 @@ def write_feedback_workbooks(engine: Engine, registry: YearRegistry, projects: p
                 project=dict(code=row.project_code, host_unit=row.host_unit, project_name=row.project_name,
                              level=row.level, type=row.type),
                 status=row.status, package=row.package,
-                findings=findings_of(code),
+                findings=findings_of[code],
                 workbook=blobs[package_id][0] if package_id in blobs else None, unit_grids=grids.get(package_id),
                 sheets=sheets_of[package_id] if package_id is not None else {},
                 deadline=registry.deadline.isoformat(), changes=diffs.get(code), versions=versions,
