@@ -20,9 +20,11 @@ import multiprocessing
 import os
 import resource
 import signal
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -125,3 +127,42 @@ def _limited(fn: Callable[[T], R], item: T, memory_mib: int) -> R:
         return fn(item)
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@contextmanager
+def in_background(fn: Callable[..., object], /, *args, **kwargs) -> Iterator[None]:
+    """Run fn(*args, **kwargs) in a forked process while the with-block runs in this one; on leaving the
+    block, wait for it and raise if it failed. For our own work (no limits: it reads no unit's bytes) that
+    would otherwise wait on the serial path, e.g. summary.xlsx written while the feedback pool works.
+    The fork is taken before the block starts, so the block's own pools fork beside a process, not a
+    thread (see map_isolated). With ETL_WORKERS=1, fn runs in-process first."""
+    if WorkerSettings.from_env().workers == 1:
+        fn(*args, **kwargs)
+        yield
+        return
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_report_to, args=(send, fn, args, kwargs), daemon=True)
+    child.start()
+    send.close()
+    try:
+        yield
+    finally:
+        try:
+            failure = receive.recv()
+        except EOFError:  # it died without a word (killed, or out of memory)
+            failure = "its process ended without reporting"
+        child.join()
+        receive.close()
+    if failure is not None:
+        raise RuntimeError(f"{getattr(fn, '__name__', fn)} failed in its background process: {failure}")
+
+
+def _report_to(send, fn: Callable[..., object], args: tuple, kwargs: dict) -> None:
+    try:
+        fn(*args, **kwargs)
+        send.send(None)
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it there
+        send.send(traceback.format_exc())
+    finally:
+        send.close()

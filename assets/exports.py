@@ -21,7 +21,7 @@ from adapters.national_system import outbox
 from adapters.registry import SAMPLE_LABEL, YearRegistry
 from adapters.resources import ExportResource, RegistryResource, WarehouseResource
 from adapters.warehouse import store
-from adapters.workers import WorkerFailure, map_isolated
+from adapters.workers import WorkerFailure, in_background, map_isolated
 from assets.overview import project_overview
 from assets.sheets import READER_KEY
 from assets.partitions import single_run, year_partitions, years_of_run
@@ -123,29 +123,30 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
     national = national_table(engine, year)
     states = manifest.project_states(projects, money, registry, waiver_ids, rules)
     waivers = waiver_table(engine, year)
-    changes = write_changes_workbooks(engine, year, out_dir / "changes")
-    written = {
-        "projects": projects,
-        "issues": issues,
-        "reconciliation": money,
-        "projects_csv": write_csv(sample_labelled(projects, registry), out_dir / "projects.csv"),
-        "issues_csv": write_csv(sample_labelled(issues, registry), out_dir / "issues.csv"),
-        "reconciliation_csv": write_csv(sample_labelled(money, registry), out_dir / "reconciliation.csv"),
-        "indicators_csv": write_csv(pd.DataFrame(outcomes.indicators, columns=INDICATOR_COLUMNS),
-                                    out_dir / "indicators.csv"),
-        "waivers": waivers,
-        "summary_xlsx": write_summary(out_dir / "summary.xlsx", year=year, projects=projects, issues=issues,
-                                      reconciliation=money, national=national, waivers=waivers,
-                                      changed=manifest.changed_projects(previous, states), versions=versions,
-                                      sample=registry.sample,
-                                      more_sheets=[functools.partial(write_outcomes_sheet, outcomes=outcomes)]),
-        "feedback": write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
-                                             version_keys=changes, versions=versions, money=project_money(money)),
-        "changes": out_dir / "changes",
-    }
+    summary = out_dir / "summary.xlsx"
+    written = {"projects": projects, "issues": issues, "reconciliation": money, "waivers": waivers,
+               "summary_xlsx": summary, "changes": out_dir / "changes"}
+    # summary.xlsx (2 s for a national year, on no one's critical path but its own) is written in a
+    # process of its own while this one writes and hashes every other file.
+    with in_background(write_summary, summary, year=year, projects=projects, issues=issues, reconciliation=money,
+                       national=national, waivers=waivers, changed=manifest.changed_projects(previous, states),
+                       versions=versions, sample=registry.sample,
+                       more_sheets=[functools.partial(write_outcomes_sheet, outcomes=outcomes)]):
+        changes = write_changes_workbooks(engine, year, out_dir / "changes")
+        written.update(
+            projects_csv=write_csv(sample_labelled(projects, registry), out_dir / "projects.csv"),
+            issues_csv=write_csv(sample_labelled(issues, registry), out_dir / "issues.csv"),
+            reconciliation_csv=write_csv(sample_labelled(money, registry), out_dir / "reconciliation.csv"),
+            indicators_csv=write_csv(pd.DataFrame(outcomes.indicators, columns=INDICATOR_COLUMNS),
+                                     out_dir / "indicators.csv"),
+            feedback=write_feedback_workbooks(engine, registry, projects, issues, out_dir / "feedback",
+                                              version_keys=changes, versions=versions, money=project_money(money)),
+        )
+        hashes = manifest.file_hashes(out_dir, but=summary)
+    hashes.update(manifest.file_hashes(out_dir, only=summary))
     with engine.begin() as conn:
         store.replace_exported_states(conn, year, states)
-    written["manifest"] = manifest.write_manifest(out_dir, run_id=run_id, rules=rules, registry=registry_version)
+    written["manifest"] = manifest.write_manifest(out_dir, hashes, run_id=run_id, rules=rules, registry=registry_version)
     return written
 
 

@@ -21,6 +21,7 @@ from adapters.fee_caps import DEFAULT_FEE_CAPS, FEE_CAPS_ENV
 from adapters.registry import YearRegistry, registry_dir
 from assets import national, reconciliation, validation
 from assets.incremental import digest
+from assets.summary_workbook import records
 
 MANIFEST = "manifest.json"
 _CODE_PACKAGES = ("adapters", "assets", "etl", "schemas")
@@ -69,12 +70,20 @@ def versions_line(rules: str, registry: str) -> str:
     return f"规则版本 {short(rules)}，登记册版本 {short(registry)}"
 
 
-def write_manifest(out_dir: Path, *, run_id: str, rules: str, registry: str, now: datetime | None = None) -> Path:
-    """manifest.json: every file under the year's export folder with its SHA-256 (written last, so
-    it vouches for what the run left there)."""
-    files = {str(p.relative_to(out_dir).as_posix()): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(out_dir.rglob("*"))
-             if p.is_file() and p.name != MANIFEST and ".partial" not in p.name}
+def file_hashes(out_dir: Path, *, but: Path | None = None, only: Path | None = None) -> dict[str, str]:
+    """The SHA-256 of every file under the year's export folder (but one, or only one), by its path
+    relative to the folder; a partial file (being written) and the manifest itself are left out."""
+    paths = [only] if only is not None else (p for p in out_dir.rglob("*") if p != but)
+    return {p.relative_to(out_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in paths if p.is_file() and p.name != MANIFEST and ".partial" not in p.name}
+
+
+def write_manifest(out_dir: Path, hashes: dict[str, str], *, run_id: str, rules: str, registry: str,
+                   now: datetime | None = None) -> Path:
+    """manifest.json: every file under the year's export folder with its SHA-256 (`hashes`, from
+    file_hashes once every file is written: the manifest is written last, so it vouches for what the
+    run left there)."""
+    files = dict(sorted(hashes.items(), key=lambda item: item[0].split("/")))  # in the folder's order
     moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     manifest = {"run_id": run_id, "time": moment.isoformat(timespec="seconds"), "code_version": code_version(),
                 "rules_version": rules, "registry_version": registry, "files": files}
@@ -92,10 +101,10 @@ def project_states(projects: pd.DataFrame, money: pd.DataFrame, registry: YearRe
     """Each project as this export shows it (status, spent per source) and what that was made from
     (package, active waivers, rule set, its registry entry and grants)."""
     spent: dict[str, dict[str, str]] = {}
-    for line in money.to_dict("records"):
+    for line in records(money):
         spent.setdefault(line["project_code"], {})[line["funding_source"]] = str(line["spent"])
     states = {}
-    for p in projects.to_dict("records"):
+    for p in records(projects):
         project = registry.project(p["project_code"])
         states[p["project_code"]] = dict(
             status=p["status"], spent=spent.get(p["project_code"], {}), package=p["package"],

@@ -149,7 +149,10 @@ class PlainCells:
     def _number(self, row: int, column: int, value: int | float, like: Place | None) -> None:
         """A finite number (Excel holds no NaN or infinity: the caller shows those as text)."""
         # repr: the shortest text that reads back as the same float (xlsxwriter's %.16G can lose the last digit).
-        self._element(row, column, like, f"><v>{value!r}</v></c>")
+        # A whole float loses its ".0", as in xlsxwriter's first cell of the format: a reader such as
+        # openpyxl then sees one type (int) down a money column, not an int above floats.
+        shown = repr(value)
+        self._element(row, column, like, f"><v>{shown[:-2] if shown.endswith('.0') else shown}</v></c>")
 
     def _boolean(self, row: int, column: int, value: bool, like: Place | None) -> None:
         self._element(row, column, like, f' t="b"><v>{int(value)}</v></c>')

@@ -45,6 +45,13 @@ def text(value: object) -> str:
     return str(value).strip()
 
 
+def records(frame: pd.DataFrame) -> list[dict]:
+    """The rows as dicts of Python values, as DataFrame.to_dict("records") gives them, at less than half
+    its cost (it boxes each value on its own; tolist converts a column at once)."""
+    columns = list(frame.columns)
+    return [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]
+
+
 def integer(value: object) -> int | None:
     """A whole number of an export table (a finding's row, a count): '3', 3 or 3.0 -> 3; blank -> None."""
     typed = text(value)
@@ -218,10 +225,10 @@ SUMMARY_COLUMNS = [
 def summary_rows(projects: pd.DataFrame, reconciliation: pd.DataFrame) -> tuple[list[list[Cell]], list[Cell]]:
     """汇总表: one row per project, money summed over its funding sources; and the 合计 row."""
     by_project: dict[str, list[dict]] = {}
-    for line in reconciliation.to_dict("records"):
+    for line in records(reconciliation):
         by_project.setdefault(text(line["project_code"]), []).append(line)
     rows: list[list[Cell]] = []
-    for p in projects.to_dict("records"):
+    for p in records(projects):
         lines = by_project.get(text(p["project_code"]), [])
         rows.append([
             text(p["project_code"]), text(p["host_unit"]), text(p["project_name"]),
@@ -260,7 +267,7 @@ def issue_rows(issues: pd.DataFrame) -> list[list[Cell]]:
         [text(f["project_code"]), text(f["package"]), text(f["rule_id"]),
          SEVERITY_ZH.get(text(f["severity"]), text(f["severity"])), text(f["sheet"]), integer(f["row"]),
          text(f["column"]), text(f["value"]), text(f["message"]), waiver_note(f)]
-        for f in issues.to_dict("records")
+        for f in records(issues)
     ]
 
 
@@ -274,9 +281,9 @@ REFUND_COLUMNS = [
 def refund_rows(projects: pd.DataFrame, reconciliation: pd.DataFrame) -> tuple[list[list[Cell]], list[list[Cell]]]:
     """结余退回: each project and source with money left over or a refund the unit declared, checked
     against what the unit typed in its 结余说明; then what goes back to each body in total."""
-    units = {text(p["project_code"]): text(p["host_unit"]) for p in projects.to_dict("records")}
+    units = {text(p["project_code"]): text(p["host_unit"]) for p in records(projects)}
     rows: list[list[Cell]] = []
-    for line in reconciliation.to_dict("records"):
+    for line in records(reconciliation):
         balance, declared = money(line["balance"]), money(line["refund_declared"]) or Decimal(0)
         if balance is None or (balance <= 0 and declared <= 0):
             continue  # not reconciled (nothing known to refund), or nothing left and nothing declared
@@ -309,7 +316,7 @@ def national_rows(national: pd.DataFrame | None) -> list[list[Cell]]:
         [text(n["project_code"]), integer(n["version"]),
          NATIONAL_STATUS_ZH.get(text(n["status"]), text(n["status"])), text(n["receipt_no"]),
          integer(n["attempts"]), text(n["last_error"]), text(n["server_time"])]
-        for n in national.to_dict("records")
+        for n in records(national)
     ]
 
 
@@ -332,7 +339,7 @@ def waiver_rows(waivers: pd.DataFrame | None) -> list[list[Cell]]:
          text(w["sheet"]), integer(w["row"]), text(w["until"]), WAIVER_STATE_ZH.get(text(w["state"]), text(w["state"])),
          text(w["recorded_by"]), text(w["recorded_at"]), text(w["reason"]), text(w["revoked_by"]),
          text(w["revoked_at"]), text(w["revoke_reason"]), integer(w["matched"]) or 0]
-        for w in waivers.to_dict("records")
+        for w in records(waivers)
     ]
 
 

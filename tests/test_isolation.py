@@ -11,7 +11,9 @@ import time
 import zipfile
 from pathlib import Path
 
-from adapters.workers import WorkerFailure, WorkerSettings, map_isolated
+import pytest
+
+from adapters.workers import WorkerFailure, WorkerSettings, in_background, map_isolated
 from adapters.xlsx_census import sheet_members
 from tests.conftest import put, tree_digest
 
@@ -64,6 +66,26 @@ def test_in_process_mode_runs_in_this_process():
 
 def _pid(_: int) -> int:
     return os.getpid()
+
+
+def _note_pid(path: Path, fail: bool = False) -> None:
+    if fail:
+        raise ValueError("the background work's own error")
+    path.write_text(str(os.getpid()))
+
+
+def test_background_work_runs_in_another_process_beside_the_block(tmp_path, monkeypatch):
+    monkeypatch.setenv("ETL_WORKERS", "2")
+    with in_background(_note_pid, tmp_path / "pid"):
+        inside = os.getpid()
+    assert int((tmp_path / "pid").read_text()) != inside  # done by the time the block is left
+    with pytest.raises(RuntimeError, match="the background work's own error"):
+        with in_background(_note_pid, tmp_path / "never", fail=True):
+            pass
+    monkeypatch.setenv("ETL_WORKERS", "1")  # debugging: in this process
+    with in_background(_note_pid, tmp_path / "pid"):
+        pass
+    assert int((tmp_path / "pid").read_text()) == os.getpid()
 
 
 # --- hostile and odd workbooks, through the whole run -----------------------------------------

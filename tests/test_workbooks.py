@@ -148,6 +148,10 @@ def test_summary_money_cells_are_numbers_with_format(summary):
         cell = sheet[f"{column}2"]
         assert cell.data_type == "n" and cell.number_format == MONEY_FORMAT
     assert sheet["J14"].number_format == MONEY_FORMAT  # the 合计 row too
+    # A whole amount is written as xlsxwriter writes its first cell ("200000", not "200000.0"), so a
+    # script reading the summary sees one type for whole amounts down the column.
+    amounts = [c.value for column in "JKL" for c in sheet[column][1:] if c.value is not None]
+    assert amounts and all(type(v) is int or not float(v).is_integer() for v in amounts), amounts
 
 
 def test_summary_every_cell_of_a_table_has_its_kinds_format(summary):
