@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from itertools import groupby
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -132,10 +133,8 @@ def deliver(engine: Engine, client: NationalSystemClient, fetch_attachment: Call
     step = on_step or (lambda _name: None)
     counts: Counter[str] = Counter()
     down = 0
-    for project in _open_projects(engine, year):
-        for row in _versions(engine, *project):
-            if row.status not in OPEN:
-                continue
+    for versions in _open_versions(engine, year):
+        for row in versions:
             if client.dry_run:
                 if row.status != DRY_RUN:
                     _update(engine, row.id, status=DRY_RUN)
@@ -277,20 +276,17 @@ def filings(engine: Engine, year: int) -> list[dict]:
         return [dict(r._mapping) for r in rows]
 
 
-def _open_projects(engine: Engine, year: int | None) -> Iterator[tuple[int, str]]:
-    query = select(_t.c.year, _t.c.project_code).where(_t.c.status.in_(OPEN)).distinct() \
-        .order_by(_t.c.year, _t.c.project_code)
+def _open_versions(engine: Engine, year: int | None) -> Iterator[list[Row]]:
+    """The open versions of each project with any, oldest first, project by project; read in one query
+    (a national year has thousands of projects, a query each cost 0.3 s a night). Delivering one project
+    changes no other project's rows, so rows read up front are as good as rows read just before."""
+    query = select(_t).where(_t.c.status.in_(OPEN)).order_by(_t.c.year, _t.c.project_code, _t.c.version)
     if year is not None:
         query = query.where(_t.c.year == year)
     with engine.connect() as conn:
-        projects = conn.execute(query).all()
-    yield from ((p.year, p.project_code) for p in projects)
-
-
-def _versions(engine: Engine, year: int, project_code: str) -> list[Row]:
-    with engine.connect() as conn:
-        return conn.execute(select(_t).where((_t.c.year == year) & (_t.c.project_code == project_code))
-                            .order_by(_t.c.version)).all()
+        rows = conn.execute(query).all()
+    for _, versions in groupby(rows, key=lambda row: (row.year, row.project_code)):
+        yield list(versions)
 
 
 def _update(engine: Engine, filing_id: int, **values: Any) -> None:
