@@ -10,7 +10,7 @@ import struct
 import tracemalloc
 import warnings
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import openpyxl
@@ -484,7 +484,9 @@ def test_discover_lists_sorted_packages_and_skips_hidden(tmp_path):
     assert folder.modified_at == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
     assert folder.cache_key == ("a 文件夹", folder.size, 1_700_000_000_123_456_000)
     zip_mtime_ns = (year / "b.zip").stat().st_mtime_ns
-    assert b_zip.modified_at.timestamp() == pytest.approx(zip_mtime_ns / 1e9, abs=1e-6)
+    # Exactly the file's time, cut to the microseconds a datetime holds (a float comparison within 1 µs
+    # failed at the boundary: 1796487454.78977 against 1796487454.789771).
+    assert b_zip.modified_at == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=zip_mtime_ns // 1000)
     assert all(r.modified_at.tzinfo == UTC for r in refs)
     assert discover_packages(tmp_path / "1999") == []
 
