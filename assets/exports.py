@@ -126,8 +126,8 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
     summary = out_dir / "summary.xlsx"
     written = {"projects": projects, "issues": issues, "reconciliation": money, "waivers": waivers,
                "summary_xlsx": summary, "changes": out_dir / "changes"}
-    # summary.xlsx (2 s for a national year, on no one's critical path but its own) is written in a
-    # process of its own while this one writes and hashes every other file.
+    # summary.xlsx (~2 s for a national year, most of a backfill's exports) is written in a process of
+    # its own while this one writes and hashes every other file; its hash is taken once it is there.
     with in_background(write_summary, summary, year=year, projects=projects, issues=issues, reconciliation=money,
                        national=national, waivers=waivers, changed=manifest.changed_projects(previous, states),
                        versions=versions, sample=registry.sample,

@@ -17,9 +17,9 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from itertools import groupby
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Engine, Row, insert, select, update
