@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import pickle
 import re
+import struct
 import sys
 import unicodedata
-import zlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from importlib.metadata import version
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from adapters import workbook as workbook_code, xlsx_census
 from adapters.workbook import Grid, TextTable, UnreadableWorkbook, Workbook, cell_text, csv_text_table
@@ -280,7 +281,7 @@ def dump_reading(read: SheetsRead) -> bytes:
     """A package's reading as bytes to keep (package_reading), so that later stages never open the unit's
     file again: each sheet's parse (its layout by name), the unreadable sheets and the formulas without a
     value. Pickled (lists of texts, as they travel back from a worker; pickle keeps a text repeated down
-    a column once) and deflated at the fastest level: a unit's texts repeat, and shrink ~5x for ~0.2 ms."""
+    a column once) and compressed (_packed): a unit's texts repeat, and shrink ~5x."""
     sheets = {name: (sheet.typed_name, sheet.excel_rows, sheet.cells, sheet.headers, sheet.columns, sheet.header_row,
                      sheet.rows, sheet.total) for name, sheet in read.sheets.items()}
     return _packed((read.found, sheets, read.unreadable, read.formulas_without_value))
@@ -304,9 +305,19 @@ def load_grids(data: bytes) -> dict[str, Grid]:
     return _unpacked(data)
 
 
+# Zstandard at its fastest level, through pyarrow's codec (no library more): of a 200-line package's pickles
+# (35 KiB), it packs in 63 µs and unpacks in 33 where zlib's fastest took 200 and 92, and packs smaller
+# (6.0 against 6.7 KiB). Every version is packed at intake and unpacked at validation: ~1.7 s of CPU
+# over 5,000 packages. pyarrow needs the unpacked size to unpack: it leads, as 8 little-endian bytes.
+_CODEC = pa.Codec("zstd", compression_level=1)
+_SIZE = struct.Struct("<Q")
+
+
 def _packed(value: object) -> bytes:
-    return zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return _SIZE.pack(len(data)) + _CODEC.compress(data, asbytes=True)
 
 
 def _unpacked(data: bytes):
-    return pickle.loads(zlib.decompress(data))
+    (size,) = _SIZE.unpack_from(data)
+    return pickle.loads(_CODEC.decompress(memoryview(data)[_SIZE.size:], decompressed_size=size, asbytes=True))
