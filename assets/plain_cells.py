@@ -188,8 +188,14 @@ def with_plain_cells(book: bytes, sheets: dict[str, PlainCells]) -> bytes:
     with zipfile.ZipFile(io.BytesIO(book)) as archived:
         members = sheet_members(archived)
         filled = {members[name]: cells for name, cells in sheets.items() if cells.rows}
-        return archive(Member.of(info.filename, _merged(archived.read(info), filled[info.filename]))
+        return archive(Member.of(info.filename, _merged(archived.read(info), filled[info.filename]), _MERGED_LEVEL)
                        if info.filename in filled else Member.taken_from(book, info) for info in archived.infolist())
+
+
+# The merged sheets are most of a file's bytes and of its writing time: deflated at zlib's fastest level.
+# Measured on a 5,000-package year: its 1,800 feedback files were written in 8.2 s instead of 9.2-9.5 (2
+# cores), summary.xlsx in 1.2 s instead of 1.3, and the files take 6% more room.
+_MERGED_LEVEL = 1
 
 
 def _merged(xml: bytes, plain: PlainCells) -> bytes:

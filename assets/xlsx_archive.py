@@ -35,9 +35,10 @@ class Member:
     deflated: bytes
 
     @classmethod
-    def of(cls, name: str, data: bytes) -> Member:
-        # What zipfile's compressor for ZIP_DEFLATED gives for one write of the whole member.
-        deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    def of(cls, name: str, data: bytes, level: int = zlib.Z_DEFAULT_COMPRESSION) -> Member:
+        # At the default level, what zipfile's compressor for ZIP_DEFLATED gives for one write of the whole
+        # member. Any level reads the same (the ZIP format does not record it).
+        deflate = zlib.compressobj(level, zlib.DEFLATED, -15)
         return cls(name.encode("ascii"), zlib.crc32(data), len(data), deflate.compress(data) + deflate.flush())
 
     @classmethod
