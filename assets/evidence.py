@@ -25,7 +25,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, or_, select
 
 from adapters.photos import PhotoBatch, PhotoFacts, Unreadable, read_package_photos
 from adapters.registry import YearRegistry
@@ -233,9 +233,16 @@ def _reuse(photo: ListedPhoto, other: ListedPhoto) -> Finding:
     return make_finding("M008", photo=photo.file_name, other=where, other_photo=other.file_name)
 
 
+_WINDOW_FIELDS = ("service_start", "service_end")
+
+
 def service_windows(conn: Connection, package_ids: list[int]) -> dict[int, tuple[date | None, date | None]]:
+    # Of each package's 基本信息 rows (one per field), only those whose JSON names a window field are
+    # fetched and parsed: the field name is written as it is (ASCII), so the text holds it in quotes. A
+    # whole year's rows took 0.3 s for 5,000 packages, at every run (photo findings are the year's).
+    named = or_(*(SheetRow.data.contains(f'"{name}"', autoescape=True) for name in _WINDOW_FIELDS))
     rows = conn.execute(select(SheetRow.package_id, SheetRow.data)
-                        .where(SheetRow.package_id.in_(package_ids), SheetRow.sheet == BASIC_INFO.name)).all()
+                        .where(SheetRow.package_id.in_(package_ids), SheetRow.sheet == BASIC_INFO.name, named)).all()
     typed: dict[int, dict[str, object]] = defaultdict(dict)
     for package_id, data in rows:
         values = json.loads(data)

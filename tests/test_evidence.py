@@ -93,8 +93,11 @@ def test_photo_findings_name_the_other_side(database_url, inbox, clean, tmp_path
     dated, tiny, shared = rows[1][1], rows[2][1], rows[3][1]
     st01.files[dated] = reencoded(st01.files[dated], 1.0, taken=datetime(2022, 8, 1, 10, 0))
     st01.files[tiny] = jpeg(scene(1, 1, (200, 150)))
-    # 2023-ST-02 lists ST-01's third photo, re-encoded and slightly resized: no byte is the same.
+    # 2023-ST-02 lists ST-01's third photo, re-encoded and slightly resized: no byte is the same. One of
+    # its own photos was taken in the program year, after its service period (2023-06-01 to 10-31).
     st02 = clean("2023-ST-02")
+    late = _photo_rows(st02)[1][1]
+    st02.files[late] = reencoded(st02.files[late], 1.0, taken=datetime(2023, 12, 5, 9, 0))
     copy = reencoded(st01.files[shared], 1.05)
     assert copy != st01.files[shared]
     st02.files["照片/借用.jpg"] = copy
@@ -108,11 +111,13 @@ def test_photo_findings_name_the_other_side(database_url, inbox, clean, tmp_path
     assert found == {
         ("2023-ST-01", "M006", dated), ("2023-ST-01", "M007", dated), ("2023-ST-01", "M010", tiny),
         ("2023-ST-01", "M008", shared), ("2023-ST-02", "M008", "照片/借用.jpg"),
+        ("2023-ST-02", "M006", late), ("2023-ST-02", "M007", late),
     }
     by_key = {(r.project_code, r.rule_id): r for r in photo.itertuples()}
     assert "2023-ST-01" in by_key[("2023-ST-02", "M008")].message and shared in by_key[("2023-ST-02", "M008")].message
     assert "2023-ST-02" in by_key[("2023-ST-01", "M008")].message
     assert "2022-08-01" in by_key[("2023-ST-01", "M006")].message
+    assert "项目服务期（2023-06-01 至 2023-10-31）" in by_key[("2023-ST-02", "M006")].message
     assert "200×150" in by_key[("2023-ST-01", "M010")].message
     assert set(photo.severity) == {"warning"} and set(photo.sheet) == {"影像资料"}
     projects = pd.read_csv(tmp_path / "exports" / "2023" / "projects.csv", encoding="utf-8-sig", dtype=str)
@@ -125,7 +130,7 @@ def test_photo_findings_name_the_other_side(database_url, inbox, clean, tmp_path
     # Incremental: a second pass decodes nothing, and finds the same.
     again = evidence_year(engine, inbox / "2023", load_year(2023))
     assert again["decoded"] == 0 and again["photos"] == stored
-    assert again["without_exif"] == stored - 1  # only the re-dated photo carries a camera date
+    assert again["without_exif"] == stored - 2  # only the two re-dated photos carry a camera date
 
     # 2024 (the sample year's registry): a base hands in one of 2023-SB-01's photos again.
     registry_2024 = load_year(2024)
