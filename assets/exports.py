@@ -144,9 +144,11 @@ def write_year_exports(engine: Engine, registry: YearRegistry, out_dir: Path, *,
         )
         hashes = manifest.file_hashes(out_dir, but=summary)
     hashes.update(manifest.file_hashes(out_dir, only=summary))
+    written["manifest"] = manifest.write_manifest(out_dir, hashes, run_id=run_id, rules=rules, registry=registry_version)
+    # The states the next run's 变更 sheet compares with, once the files are all there: a run killed before
+    # this line leaves them as they were, so the rerun lists the same changes (told twice, never lost).
     with engine.begin() as conn:
         store.replace_exported_states(conn, year, states)
-    written["manifest"] = manifest.write_manifest(out_dir, hashes, run_id=run_id, rules=rules, registry=registry_version)
     return written
 
 
