@@ -80,18 +80,21 @@ def _table(sheet: Worksheet, plain: PlainCells, formats, number: dict, top: int,
            rows: list[dict], charted: set[int] = frozenset()) -> int:
     """Write a header and rows from `top` (the columns `charted` through xlsxwriter, the others as plain
     cells where they can be); return the first row after the table."""
-    for col, (_, header, _) in enumerate(columns):
+    for col, (field, header, kind) in enumerate(columns):
         sheet.write_string(top, col, header, formats.header)
-    for r, values in enumerate(rows, start=top + 1):
-        for col, (field, _, kind) in enumerate(columns):
-            value = values.get(field, "")
-            if value not in ("", None):  # exact text -> number here
-                value = str(value) if kind == "text" else float(Decimal(str(value)))
-            if col in charted:
+        values = [_cell_value(r.get(field, ""), kind) for r in rows]
+        if col in charted:
+            for r, value in enumerate(values, start=top + 1):
                 write_value(sheet, r, col, value, number[kind])
-            else:
-                plain.write(sheet, r, col, value, number[kind])
+        else:
+            plain.write_column(sheet, col, top + 1, values, number[kind])
     return top + 1 + len(rows)
+
+
+def _cell_value(value: object, kind: str) -> object:
+    if value in ("", None):
+        return value
+    return str(value) if kind == "text" else float(Decimal(str(value)))  # exact text -> number here
 
 
 def _chart(book: xlsxwriter.Workbook, sheet: Worksheet, outcomes: Outcomes, first: int, last: int, at_row: int) -> None:

@@ -141,10 +141,18 @@ class _Formats:
         }
 
 
-def _write_cell(sheet: Worksheet, plain: PlainCells, row: int, col: int, value: Cell, kind: str, fmt) -> None:
-    if value is not None and value != "":  # the exact Decimal becomes a number only here
-        value = float(value) if kind == "money" else int(value) if kind == "int" else str(value)
-    plain.write(sheet, row, col, value, fmt)
+def _cell_value(value: Cell, kind: str) -> object:
+    if value is None or value == "":
+        return value
+    return float(value) if kind == "money" else int(value) if kind == "int" else str(value)  # the exact Decimal becomes a number only here
+
+
+def _write_rows(sheet: Worksheet, plain: PlainCells, top: int, columns: list[Column], rows: Sequence[list[Cell]],
+                formats: dict[str, object]) -> None:
+    """The rows from row `top`, column by column (plain cells are cheapest a column at a time)."""
+    for col, column in enumerate(columns):
+        plain.write_column(sheet, col, top, [_cell_value(values[col], column.kind) for values in rows],
+                           formats[column.kind])
 
 
 def _shown(value: Cell, kind: str) -> str:
@@ -164,12 +172,8 @@ def _write_table(book: xlsxwriter.Workbook, formats: _Formats, *, name: str, tit
     plain = PlainCells()
     for col, column in enumerate(columns):
         sheet.write_string(0, col, column.header, formats.header)
-    for r, values in enumerate(rows, start=1):
-        for col, (column, value) in enumerate(zip(columns, values)):
-            _write_cell(sheet, plain, r, col, value, column.kind, formats.by_kind[column.kind])
-    for r, values in enumerate(totals, start=len(rows) + 1):
-        for col, (column, value) in enumerate(zip(columns, values)):
-            _write_cell(sheet, plain, r, col, value, column.kind, formats.total_by_kind[column.kind])
+    _write_rows(sheet, plain, 1, columns, rows, formats.by_kind)
+    _write_rows(sheet, plain, len(rows) + 1, columns, totals, formats.total_by_kind)
     if note:
         sheet.write_string(1, 0, note)
     for col, column in enumerate(columns):

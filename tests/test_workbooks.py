@@ -500,3 +500,37 @@ def test_feedback_copy_names_a_sheet_xml_cannot_name_as_typed(tmp_path):
     book = openpyxl.load_workbook(path)
     assert book.sheetnames == ["说明", "问题清单", *typed.values()]
     assert book["经费支出"]["B2"].value == "一千元" and book["经费支出"]["B2"].fill.fgColor.rgb == FATAL_FILL
+
+
+def test_a_column_of_plain_cells_is_the_cells_written_one_by_one(tmp_path):
+    """PlainCells.write_column (a table a column at a time) gives the cells write() gives one by one:
+    values, types, formats, and the values it hands to xlsxwriter (a control character, a date, NaN)."""
+    from assets.plain_cells import PlainCells
+    from assets.summary_workbook import xlsx_with_plain_cells
+
+    values = ["文本", "a & b < c", " 前后有空格 ", "", None, 0, 12, 3.5, 200000.0, -0.25, True, False,
+              "bell\x07", "_x0041_", float("nan"), float("inf"), date(2023, 6, 1), "x" * 20_000, "最后"]
+    books = {}
+    for how in ("cell", "column"):
+        path = tmp_path / f"{how}.xlsx"
+        with xlsx_with_plain_cells(path) as (book, plain):
+            framed, bare = book.add_format({"border": 1, "num_format": "0.00"}), None
+            sheet = book.add_worksheet("表")
+            cells = plain["表"] = PlainCells()
+            for column, fmt in enumerate((framed, bare)):
+                if how == "cell":
+                    for row, value in enumerate(values, start=1):
+                        cells.write(sheet, row, column, value, fmt)
+                else:
+                    cells.write_column(sheet, column, 1, values, fmt)
+        books[how] = openpyxl.load_workbook(path)["表"]
+
+    def shown(sheet):
+        return {c.coordinate: (c.value, type(c.value), c.number_format, c.border.left.style)
+                for row in sheet.iter_rows() for c in row if c.value is not None or c.has_style}
+
+    by_cell, by_column = shown(books["cell"]), shown(books["column"])
+    assert by_column == by_cell
+    assert by_column["A2"] == ("文本", str, "0.00", "thin") and by_column["B3"][0] == "a & b < c"
+    assert by_column["A5"][3] == "thin" and "B5" not in by_column  # a blank is a cell only with a format
+    assert by_column["A10"][:2] == (200000, int) and by_column["B16"][0] == "nan"
