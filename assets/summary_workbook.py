@@ -144,15 +144,17 @@ class _Formats:
 def _cell_value(value: Cell, kind: str) -> object:
     if value is None or value == "":
         return value
-    return float(value) if kind == "money" else int(value) if kind == "int" else str(value)  # the exact Decimal becomes a number only here
+    # The exact Decimal becomes a number only here.
+    return float(value) if kind == "money" else int(value) if kind == "int" else str(value)
 
 
 def _write_rows(sheet: Worksheet, plain: PlainCells, top: int, columns: list[Column], rows: Sequence[list[Cell]],
                 formats: dict[str, object]) -> None:
-    """The rows from row `top`, column by column (plain cells are cheapest a column at a time)."""
+    """The rows from row `top`, column by column (plain cells are cheapest a column at a time); a row
+    shorter than the header is blank in the columns it lacks."""
     for col, column in enumerate(columns):
-        plain.write_column(sheet, col, top, [_cell_value(values[col], column.kind) for values in rows],
-                           formats[column.kind])
+        values = [_cell_value(row[col] if col < len(row) else None, column.kind) for row in rows]
+        plain.write_column(sheet, col, top, values, formats[column.kind])
 
 
 def _shown(value: Cell, kind: str) -> str:

@@ -25,7 +25,7 @@ from pandera.typing import Series
 
 from adapters.registry import normalize_name
 from schemas.layout import ALLOWED_CATEGORIES, LAYOUTS, SOURCES_BY_LEVEL
-from schemas.values import clean_text, is_blank, is_region_code, parse_amount, parse_date, parse_int, uscc_problem
+from schemas.values import clean_text, is_blank, is_empty, is_region_code, parse_amount, parse_date, parse_int, uscc_problem
 
 
 # What S002 tells the unit a typed field should look like, by the kind its template column has.
@@ -52,12 +52,12 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     for field in CLEANED_FIELDS:
         if field in frame:
             text = clean_text(frame[field])
-            parsed |= {f"{field}__text": text, f"{field}__blank": text == ""}
+            parsed |= {f"{field}__text": text, f"{field}__blank": is_empty(text)}
     for field, (kind, _) in FIELD_KINDS.items():
         if field not in frame:
             continue
         text = clean_text(frame[field])
-        parsed[f"{field}__blank"] = text == ""
+        parsed[f"{field}__blank"] = is_empty(text)
         if kind == "日期":
             parsed[f"{field}__date"] = parse_date(text)
         elif kind == "整数":
@@ -196,7 +196,7 @@ class ExpenseLines(pa.DataFrameModel):
     @pa.check("category", name="S004")
     def category_allowed(cls, s):
         category = _cleaned(s)
-        return category.eq("") | category.isin(ALLOWED_CATEGORIES)
+        return is_empty(category) | category.isin(ALLOWED_CATEGORIES)
 
     @pa.dataframe_check(name="S005:funding_source", ignore_na=False)
     def source_fits_level(cls, df):
@@ -204,12 +204,12 @@ class ExpenseLines(pa.DataFrameModel):
         fits = pd.Series(False, index=df.index)
         for level, sources in SOURCES_BY_LEVEL.items():
             fits |= df["level"].eq(level) & source.isin(sources)
-        return source.eq("") | fits
+        return is_empty(source) | fits
 
     @pa.dataframe_check(name="S007:voucher_no", ignore_na=False)
     def voucher_unique(cls, df):
         voucher = _cleaned(df["voucher_no"])
-        return voucher.eq("") | ~pd.DataFrame({"p": df["package_id"], "v": voucher}).duplicated(keep=False)
+        return is_empty(voucher) | ~pd.DataFrame({"p": df["package_id"], "v": voucher}).duplicated(keep=False)
 
     Config = _Config
 

@@ -51,6 +51,12 @@ def clean_text(s: pd.Series) -> pd.Series:
     return pd.Series([_clean(cell) for cell in s.to_numpy(dtype=object)], index=s.index, dtype=object)
 
 
+def is_empty(texts: pd.Series) -> pd.Series:
+    """texts == "" for a column of texts (clean_text's): each cell's truth in C, a third of pandas'
+    comparison, which a batch of a million lines makes a dozen times."""
+    return pd.Series(~texts.to_numpy(dtype=object).astype(bool), index=texts.index)
+
+
 def is_blank(s: pd.Series) -> pd.Series:
     """Empty or spaces only. str.strip removes the full-width space too, and NFKC makes no text
     blank or non-blank (checked over every code point), so this is clean_text(s) == '' at less cost."""
