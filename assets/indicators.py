@@ -21,12 +21,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import yaml
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select
 
 from adapters.registry import SAMPLE_LABEL, TYPE_ZH, YearRegistry, normalize_name
 from adapters.resources import RegistryResource, WarehouseResource
 from adapters.warehouse import store
-from adapters.warehouse.models import ExpenseLine, ServiceIndicator, SheetRow
+from adapters.warehouse.models import ExpenseTotal, ServiceIndicator, SheetRow
 from assets.charts import as_markdown_image
 from assets import evidence
 from assets.evidence import listed_photos, photo_evidence, stored_facts
@@ -73,11 +73,12 @@ def compute_indicators(conn: Connection, year: int, in_use: dict, provisional: s
                 select(SheetRow.package_id, SheetRow.sheet, SheetRow.data)
                 .where(SheetRow.package_id.in_(part), SheetRow.sheet.in_([ACTIVITIES.name, EXPERTS.name, PHOTOS.name]))):
             rows[package_id][sheet].append(json.loads(data))
+        # The fen read per category, from the lines as validation counted them (expense_total): a pass
+        # over a year's million lines took 0.4 s at every run.
         for package_id, category, fen in conn.execute(
-                select(ExpenseLine.package_id, ExpenseLine.category, func.sum(ExpenseLine.amount_fen))
-                .where(ExpenseLine.package_id.in_(part), ExpenseLine.amount_fen.is_not(None))
-                .group_by(ExpenseLine.package_id, ExpenseLine.category)):
-            spent[package_id][category] = int(fen)
+                select(ExpenseTotal.package_id, ExpenseTotal.category, ExpenseTotal.fen)
+                .where(ExpenseTotal.package_id.in_(part), ExpenseTotal.amounts > 0)):
+            spent[package_id][category] = spent[package_id].get(category, 0) + fen
     photos = listed_photos(conn, year, in_use)
     facts = stored_facts(conn, {p.sha256 for p in photos})
     no_exif: dict[int, int] = defaultdict(int)

@@ -242,6 +242,21 @@ def expense_lines(prepared: pd.DataFrame | None) -> dict[str, list]:
     }
 
 
+def expense_totals(lines: dict[str, list]) -> list[tuple]:
+    """The batch's expense lines (expense_lines' columns) counted per package, funding source and category,
+    in store.EXPENSE_TOTAL_COLUMNS order: lines, lines with their amount read, those amounts' fen."""
+    if not lines:
+        return []
+    amounts = pd.Series(lines["amount_fen"], dtype="Int64")  # exact: integer fen, None where unread
+    frame = pd.DataFrame({"package_id": lines["package_id"], "funding_source": lines["funding_source"],
+                          "category": lines["category"], "read": amounts.notna(), "fen": amounts.fillna(0)})
+    counted = frame.groupby(["package_id", "funding_source", "category"], sort=True).agg(
+        lines=("read", "size"), amounts=("read", "sum"), fen=("fen", "sum"))
+    return [(int(package_id), source, category, int(n), int(read), int(fen))
+            for (package_id, source, category), n, read, fen
+            in zip(counted.index, counted["lines"], counted["amounts"], counted["fen"])]
+
+
 def _days(dates: pd.Series) -> list:
     """The ISO date per cell (None for NaT), formatting each distinct date once: a year's lines share a
     few hundred dates. Text is what the database keeps for a date on SQLite (as SQLAlchemy's Date writes
@@ -311,6 +326,7 @@ class _Outcome:
     sheet_rows: list[dict]
     expense_lines: dict[str, list] | store.RowsFile  # by column (see expense_lines), or written to a file
     readings: dict[int, Reading] = field(default_factory=dict)  # of the versions read afresh (no reading by this code)
+    expense_totals: list[tuple] = field(default_factory=list)  # the lines counted (see expense_totals)
 
 
 def validate_year(engine: Engine, registry: YearRegistry, forced: set[str] = frozenset(), log=None) -> int:
@@ -433,10 +449,11 @@ def validate_batch(batch: _Batch) -> _Outcome:
                   *extra.get(version.package_id, [])]
     ]
     lines = expense_lines(prepared.get(EXPENSES.name))
+    totals = expense_totals(lines)
     if lines and batch.rows_dir is not None:
         path = os.path.join(batch.rows_dir, f"{batch.versions[0].package_id}-{uuid.uuid4().hex}.db")
         lines = store.write_rows_file(path, store.EXPENSE_COLUMNS, _rows(lines)) or lines  # the columns, should it fail
-    return _Outcome(findings, found_sheets, sheet_rows, lines, readings)
+    return _Outcome(findings, found_sheets, sheet_rows, lines, readings, totals)
 
 
 def _rows(lines: dict[str, list]) -> Iterator[tuple]:
@@ -475,7 +492,8 @@ def _store(engine: Engine, batch: _Batch, outcome: _Outcome | WorkerFailure) -> 
     with engine.connect() as conn, store.attached_rows(conn, written):
         with conn.begin():
             store.replace_findings(conn, "validation", outcome.findings, package_ids=ids)
-            store.replace_parsed_rows(conn, ids, outcome.found_sheets, outcome.sheet_rows, written or _rows(lines))
+            store.replace_parsed_rows(conn, ids, outcome.found_sheets, outcome.sheet_rows, written or _rows(lines),
+                                      outcome.expense_totals)
             store.put_readings(conn, READER_KEY, outcome.readings)
             store.set_validated(conn, {version.package_id: version.key for version in batch.versions})
 

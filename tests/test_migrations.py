@@ -66,3 +66,28 @@ def test_the_units_files_move_to_their_own_table_byte_for_byte(database_url):
         moved_back = conn.execute(select(package.c.id, package.c.workbook, package.c.expenses_csv).order_by("id")).all()
     assert [tuple(row) for row in moved_back] == [(1, workbook, csv), (2, workbook, None), (3, None, None)]
     engine.dispose()
+
+
+def test_the_expense_lines_already_stored_are_counted(database_url):
+    """0008 counts the lines a warehouse already holds into expense_total (per package, source, category)."""
+    from adapters.warehouse.models import ExpenseLine, ExpenseTotal
+
+    engine = create_engine(database_url)
+    command.upgrade(alembic_config(engine), "0007")
+    with engine.begin() as conn:
+        conn.execute(insert(Package.__table__).values(
+            id=1, year=2023, name="a.zip", kind="zip", sha256="0" * 64, size=1, modified_at=MOMENT, mtime_ns=0,
+            ingested_at=MOMENT, intake_status="readable", **dict.fromkeys(_TEXT_COLUMNS, "")))
+        conn.execute(insert(ExpenseLine.__table__), [
+            dict(package_id=1, excel_row=row, category=category, funding_source=source, amount_fen=fen,
+                 amount_typed="", payee="", voucher_no="", summary="")
+            for row, (category, source, fen) in enumerate([("差旅费", "市级经费", 10_000), ("差旅费", "市级经费", None),
+                                                           ("差旅费", "市级经费", 2_550), ("劳务费", "市级经费", 30_000)],
+                                                          start=2)])
+    upgrade(engine)
+    with engine.connect() as conn:
+        kept = conn.execute(select(ExpenseTotal.package_id, ExpenseTotal.funding_source, ExpenseTotal.category,
+                                   ExpenseTotal.lines, ExpenseTotal.amounts, ExpenseTotal.fen)
+                            .order_by(ExpenseTotal.category)).all()
+    assert [tuple(row) for row in kept] == [(1, "市级经费", "劳务费", 1, 1, 30_000), (1, "市级经费", "差旅费", 3, 2, 12_550)]
+    engine.dispose()

@@ -288,3 +288,30 @@ def test_double_claims_after_one_project_changes_equal_a_fresh_run(clean, inbox,
 
     assert r007(again) == r007(fresh)
     assert sorted(v for _, _, _, v, _ in r007(again)) == sorted([y, y, z, z])  # X is no double any more
+
+
+def test_the_lines_counted_at_validation_are_the_lines_stored(clean, inbox, database_url, run_etl):
+    """expense_total (what reconciliation and the indicators read) holds the stored lines counted: per
+    package, source as cleaned and category, lines, lines with their amount read and those amounts' fen."""
+    from sqlalchemy import create_engine, func, select
+
+    from adapters.warehouse.models import ExpenseLine, ExpenseTotal
+
+    spec = clean("2023-ST-01")
+    spec.sheets["经费支出"][2][AMOUNT] = "一百元"  # not read: counted as a line, not as an amount
+    spec.sheets["经费支出"][3][SOURCE] = "市级经费　"  # the full-width space cleaned away, as the checks do
+    for package in (spec, clean("2023-GT-01")):
+        put(inbox, package)
+    run_etl(inbox, database_url)
+    engine = create_engine(database_url)
+    line, total = ExpenseLine, ExpenseTotal
+    keys = (line.package_id, line.funding_source, line.category)
+    with engine.connect() as conn:
+        counted = conn.execute(select(*keys, func.count(), func.count(line.amount_fen),
+                                      func.coalesce(func.sum(line.amount_fen), 0)).group_by(*keys)).all()
+        kept = conn.execute(select(total.package_id, total.funding_source, total.category, total.lines,
+                                   total.amounts, total.fen)).all()
+    engine.dispose()
+    assert sorted(map(tuple, kept)) == sorted(map(tuple, counted))
+    assert len({row[0] for row in kept}) == 2 and any(row[3] != row[4] for row in kept)
+    assert "市级经费　" not in {row[1] for row in kept}

@@ -174,6 +174,22 @@ class ExpenseLine(Base):
     summary: Mapped[str] = mapped_column(Text)
 
 
+class ExpenseTotal(Base):
+    """A package's expense lines counted by funding source and category, as expense_line holds them: how
+    many, how many with their amount read, and those amounts' fen. Made with the lines, by the worker that
+    validated them (assets.validation.expense_totals), and replaced with them; reconciliation and the
+    service indicators read it instead of a pass over a year's million lines (migration 0008)."""
+
+    __tablename__ = "expense_total"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), index=True)
+    funding_source: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str] = mapped_column(String(64))
+    lines: Mapped[int] = mapped_column(Integer)
+    amounts: Mapped[int] = mapped_column(Integer)  # lines whose amount was read
+    fen: Mapped[int] = mapped_column(BigInteger)  # their sum
+
+
 class FindingRow(Base):
     """A finding, stored by the stage that made it (each stage replaces its own on re-run)."""
 

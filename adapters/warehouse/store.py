@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, inse
 from adapters.registry import FUNDING_SOURCES, YearRegistry
 from adapters.warehouse.models import (
     ExpenseLine,
+    ExpenseTotal,
     ExportedProjectState,
     ExportFingerprint,
     FindingRow,
@@ -218,18 +219,23 @@ def replace_findings(
 
 EXPENSE_COLUMNS = ("package_id", "excel_row", "spent_on", "category", "funding_source", "amount_fen",
                    "amount_typed", "payee", "voucher_no", "summary")
+# expense_total's (ExpenseTotal): a package's lines counted by funding source and category.
+EXPENSE_TOTAL_COLUMNS = ("package_id", "funding_source", "category", "lines", "amounts", "fen")
 
 
 def replace_parsed_rows(
     conn: Connection, package_ids: Sequence[int], sheets: list[dict], sheet_rows: list[dict],
-    expense_lines: Iterable[tuple] | RowsFile,
+    expense_lines: Iterable[tuple] | RowsFile, expense_totals: Sequence[tuple] = (),
 ) -> None:
     """Replace the packages' parsed rows. `expense_lines` are tuples in EXPENSE_COLUMNS order, the date
     as an ISO date (text is how SQLAlchemy's Date keeps it on SQLite; PostgreSQL casts it), or a
-    RowsFile of them attached to `conn` (attached_rows)."""
+    RowsFile of them attached to `conn` (attached_rows); `expense_totals`, those lines counted
+    (EXPENSE_TOTAL_COLUMNS order)."""
     ids = list(package_ids)
-    for table in (PackageSheet, SheetRow, ExpenseLine):
+    for table in (PackageSheet, SheetRow, ExpenseLine, ExpenseTotal):
         conn.execute(delete(table).where(table.package_id.in_(ids)))
+    if expense_totals:
+        bulk_insert(conn, ExpenseTotal.__tablename__, EXPENSE_TOTAL_COLUMNS, expense_totals)
     if sheets:
         conn.execute(insert(PackageSheet), sheets)
     if sheet_rows:
