@@ -6,6 +6,7 @@ opened again, so re-running over the same inbox changes nothing and a late packa
 """
 
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import timezone
 from collections.abc import Iterator
@@ -104,27 +105,36 @@ def _read_into(result: IntakeResult, *, whole: bool) -> None:
 
 
 def _read_members(package: OpenedPackage, result: IntakeResult) -> None:
-    """List every file (hash, content type, M005), pick the one workbook (P002) and the CSV."""
+    """List every file (hash, content type, M005), pick the one workbook (P002) and the CSV. Each member
+    is read once: the workbook and the CSV are kept whole, the others (photos) only streamed through."""
+    workbooks = _workbooks(package)
+    csv = next((m for m in package.members if PurePosixPath(m.path).name == EXPENSES_CSV_NAME), None)
+    kept = {workbooks[0].path, *([csv.path] if csv else [])} if len(workbooks) == 1 else set()
+    contents: dict[str, bytes] = {}
     for member in package.members:
-        head = package.head(member.path)
-        result.files.append(dict(path=member.path, size=member.size, sha256=package.sha256(member.path),
-                                 content_type=sniff(head) or ""))
+        if member.path in kept:
+            data = contents[member.path] = package.read(member.path)
+            head, sha256 = data[:_HEAD], hashlib.sha256(data).hexdigest()
+        else:
+            head, sha256 = package.fingerprint(member.path, _HEAD)
+        result.files.append(dict(path=member.path, size=member.size, sha256=sha256, content_type=sniff(head) or ""))
         check = check_extension(member.path, head)
         # An empty file is the materials rules' business (M001–M003 say which one is empty).
         if member.size and not check.ok:
             result.findings.append(make_finding("M005", value=member.path, actual=check.actual_zh,
                                                 expected=check.expected_zh))
-    workbooks = _workbooks(package)
     if len(workbooks) != 1:
         names = "、".join(m.path for m in workbooks)
         detail = "没有工作簿" if not workbooks else f"有 {len(workbooks)} 个工作簿（{names}）"
         result.refuse(make_finding("P002", detail=detail))
         return
     result.workbook_member = workbooks[0].path
-    result.workbook = package.read(workbooks[0].path)
-    csv = next((m for m in package.members if PurePosixPath(m.path).name == EXPENSES_CSV_NAME), None)
+    result.workbook = contents[workbooks[0].path]
     if csv is not None:
-        result.expenses_csv_member, result.expenses_csv = csv.path, package.read(csv.path)
+        result.expenses_csv_member, result.expenses_csv = csv.path, contents[csv.path]
+
+
+_HEAD = 64  # bytes of a member its content type is told from (sniff, check_extension)
 
 
 def _workbooks(package: OpenedPackage) -> list:

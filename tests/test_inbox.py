@@ -158,10 +158,9 @@ def test_clean_package_reads_members(clean_ref):
     with open_package(clean_ref) as pkg:
         for path, data in CLEAN.items():
             assert pkg.read(path) == data
-            assert pkg.sha256(path) == hashlib.sha256(data).hexdigest()
-            assert pkg.head(path, 4) == data[:4]
-        assert pkg.head("附件/工作总结.pdf") == PDF[:64]
-        assert sniff(pkg.head("a/photo.jpg")) == "jpeg"
+            assert pkg.fingerprint(path, 4) == (data[:4], hashlib.sha256(data).hexdigest())
+        assert pkg.fingerprint("附件/工作总结.pdf")[0] == PDF[:64]
+        assert sniff(pkg.fingerprint("a/photo.jpg")[0]) == "jpeg"
         with pytest.raises(KeyError):
             pkg.read(".DS_Store")
 
@@ -350,7 +349,7 @@ def test_crc_error_is_unreadable_on_read(tmp_path):
             pkg.read("a.txt")
         assert err.value.member == "a.txt"
         with pytest.raises(UnreadablePackage):
-            pkg.sha256("a.txt")
+            pkg.fingerprint("a.txt")
 
 
 def test_member_shorter_than_declared_is_unreadable(tmp_path):
@@ -425,9 +424,10 @@ def test_member_bigger_than_declared_is_unsafe(tmp_path):
     patch_headers(path, SIZE, "<I", lambda _: 10)
     with open_package(ref_of(path)) as pkg:
         assert pkg.members[0].size == 10
-        assert pkg.head("a.txt") == b"x" * 10
         with pytest.raises(UnsafePackage, match="实际大小超过声明的 10 字节"):
             pkg.read("a.txt")
+        with pytest.raises(UnsafePackage, match="实际大小超过声明的 10 字节"):
+            pkg.fingerprint("a.txt")
 
 
 def test_lying_bomb_stops_at_its_declared_size(tmp_path):
@@ -548,7 +548,7 @@ def test_inbox_is_never_modified(tmp_path):
         try:
             with open_package(ref) as pkg:
                 for m in pkg.members:
-                    pkg.read(m.path), pkg.head(m.path), pkg.sha256(m.path), pkg.find(m.path)
+                    pkg.read(m.path), pkg.fingerprint(m.path), pkg.find(m.path)
             outcomes[ref.name] = "ok"
         except PackageError as exc:
             outcomes[ref.name] = type(exc).__name__
@@ -642,7 +642,7 @@ def test_unknown_extension_is_not_judged():
 def test_extension_check_on_a_package_member(tmp_path):
     path = write_zip(tmp_path / "2023" / "p.zip", {"照片/1.jpg": b"MZ" + bytes(5000), "照片/2.jpg": JPEG})
     with open_package(ref_of(path)) as pkg:
-        results = {m.path: check_extension(m.path, pkg.head(m.path)).ok for m in pkg.members}
+        results = {m.path: check_extension(m.path, pkg.fingerprint(m.path)[0]).ok for m in pkg.members}
     assert results == {"照片/1.jpg": False, "照片/2.jpg": True}
 
 

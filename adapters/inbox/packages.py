@@ -189,7 +189,7 @@ class Member:
 
 
 class OpenedPackage:
-    """A validated package; read members with read/head/sha256, resolve references with find."""
+    """A validated package; read members with read/fingerprint, resolve references with find."""
 
     def __init__(self, members: list[Member]):
         self.members = sorted(members, key=lambda m: m.path)
@@ -207,19 +207,14 @@ class OpenedPackage:
     def read(self, path: str) -> bytes:
         return b"".join(self._chunks(path))
 
-    def head(self, path: str, n: int = 64) -> bytes:
-        member = self._by_path[path]
-        try:
-            with self._open(member) as f:
-                return f.read(min(n, member.size))
-        except _CORRUPT as exc:
-            raise _damaged(path) from exc
-
-    def sha256(self, path: str) -> str:
-        digest = hashlib.sha256()
+    def fingerprint(self, path: str, n: int = 64) -> tuple[bytes, str]:
+        """The member's first n bytes (head's) and its sha256, from one reading of it."""
+        digest, head = hashlib.sha256(), b""
         for chunk in self._chunks(path):
+            if len(head) < n:
+                head += chunk[:n - len(head)]
             digest.update(chunk)
-        return digest.hexdigest()
+        return head, digest.hexdigest()
 
     def find(self, reference: str) -> Member | None:
         ref = unicodedata.normalize("NFKC", reference).strip().replace("\\", "/")
